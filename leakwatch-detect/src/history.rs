@@ -1,0 +1,324 @@
+//! Bounded per-series history: bucket medians at two resolutions.
+//!
+//! Raw samples are never kept. Samples falling in one *fine* bucket (default 10 s) are
+//! reduced to their median when the bucket closes; fine medians are reduced again to a
+//! *coarse* median (default 6 fine buckets = 60 s). Each resolution keeps a fixed ring of
+//! points, so memory per series is fixed at construction:
+//! `8 bytes × (fine_capacity + coarse_capacity)` on the heap plus [`History`]'s ~250
+//! bytes inline (see [`History::state_bytes`]).
+//!
+//! Medians, not means or minima, because they ignore one-off spikes and half of a
+//! sawtooth tooth, and (unlike a rolling minimum) they do not drift when the noise level
+//! changes. Buckets do not overlap, so the trend test's points stay close to independent.
+//! Bucket boundaries are shifted by a per-series phase so that, across thousands of series,
+//! bucket closings (and so the evaluations they trigger) are spread evenly over time.
+
+/// One closed bucket: its index (in fine buckets from the history's origin) and median.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Point {
+    off: u32,
+    v: f32,
+}
+
+/// Fixed-capacity ring, oldest first.
+#[derive(Debug)]
+struct Ring {
+    buf: Box<[Point]>,
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    fn new(cap: usize) -> Self {
+        Self { buf: vec![Point::default(); cap.max(1)].into_boxed_slice(), head: 0, len: 0 }
+    }
+    fn push(&mut self, p: Point) {
+        let cap = self.buf.len();
+        if self.len < cap {
+            self.buf[(self.head + self.len) % cap] = p;
+            self.len += 1;
+        } else {
+            self.buf[self.head] = p;
+            self.head = (self.head + 1) % cap;
+        }
+    }
+    fn iter(&self) -> impl DoubleEndedIterator<Item = Point> + '_ {
+        let cap = self.buf.len();
+        (0..self.len).map(move |i| self.buf[(self.head + i) % cap])
+    }
+    fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+    }
+}
+
+/// Samples of the bucket being filled. Bounded: past 16 samples it keeps every other one
+/// and then takes every 2nd (4th, ...) new sample, so fast samplers stay evenly represented.
+#[derive(Debug, Default, Clone)]
+struct SampleBuf {
+    vals: [f32; 16],
+    len: u8,
+    stride: u8,
+    skip: u8,
+}
+
+impl SampleBuf {
+    fn push(&mut self, v: f32) {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return;
+        }
+        if usize::from(self.len) == self.vals.len() {
+            for i in 0..self.vals.len() / 2 {
+                self.vals[i] = self.vals[2 * i];
+            }
+            self.len /= 2;
+            self.stride = self.stride.max(1).saturating_mul(2);
+        }
+        self.vals[usize::from(self.len)] = v;
+        self.len += 1;
+        self.skip = self.stride.max(1) - 1;
+    }
+    fn take_median(&mut self) -> Option<f32> {
+        let n = usize::from(self.len);
+        let vals = self.vals;
+        *self = Self::default();
+        if n == 0 {
+            return None;
+        }
+        let mut tmp = [0f64; 16];
+        for (d, s) in tmp.iter_mut().zip(&vals) {
+            *d = f64::from(*s);
+        }
+        Some(crate::trend::median_in_place(&mut tmp[..n]) as f32)
+    }
+}
+
+/// Geometry shared by all series of one growth rule.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    /// Fine bucket width, seconds.
+    pub fine: f64,
+    /// Fine buckets per coarse bucket.
+    pub factor: u32,
+    /// Fine points kept.
+    pub fine_cap: usize,
+    /// Coarse points kept.
+    pub coarse_cap: usize,
+}
+
+/// Which resolutions closed a bucket on the last push.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Closed {
+    pub fine: bool,
+    pub coarse: bool,
+}
+
+/// Bounded two-resolution history of one series (see the module docs).
+#[derive(Debug)]
+pub(crate) struct History {
+    geo: Geometry,
+    /// Shifts bucket boundaries per series (seconds in `[0, coarse width)`).
+    phase: f64,
+    origin: i64,
+    started: f64,
+    cur_fine: Option<i64>,
+    fine_buf: SampleBuf,
+    fine: Ring,
+    coarse_buf: SampleBuf,
+    coarse: Ring,
+}
+
+impl History {
+    /// `phase` in `[0, 1)` shifts bucket boundaries by that fraction of a coarse bucket.
+    pub(crate) fn new(geo: Geometry, phase: f64) -> Self {
+        Self {
+            geo,
+            phase: phase.clamp(0.0, 1.0) * geo.fine * f64::from(geo.factor),
+            origin: 0,
+            started: f64::NAN,
+            cur_fine: None,
+            fine_buf: SampleBuf::default(),
+            fine: Ring::new(geo.fine_cap),
+            coarse_buf: SampleBuf::default(),
+            coarse: Ring::new(geo.coarse_cap),
+        }
+    }
+
+    /// Bytes of state one history holds (inline plus heap), for capacity planning.
+    pub(crate) fn state_bytes(geo: &Geometry) -> usize {
+        std::mem::size_of::<Self>() + std::mem::size_of::<Point>() * (geo.fine_cap + geo.coarse_cap)
+    }
+
+    /// Forgets everything (after a counter reset).
+    pub(crate) fn clear(&mut self) {
+        self.cur_fine = None;
+        self.started = f64::NAN;
+        self.fine_buf = SampleBuf::default();
+        self.coarse_buf = SampleBuf::default();
+        self.fine.clear();
+        self.coarse.clear();
+    }
+
+    /// Seconds since the first sample kept (0 before any).
+    pub(crate) fn age(&self, now: f64) -> f64 {
+        if self.started.is_nan() { 0.0 } else { now - self.started }
+    }
+
+    /// Time of the first sample kept.
+    pub(crate) fn started(&self) -> f64 {
+        self.started
+    }
+
+    /// Adds one sample; samples must come in non-decreasing time (the engine guarantees it).
+    pub(crate) fn push(&mut self, t: f64, v: f64) -> Closed {
+        let idx = ((t + self.phase) / self.geo.fine).floor() as i64;
+        let factor = i64::from(self.geo.factor);
+        let mut closed = Closed::default();
+        match self.cur_fine {
+            None => {
+                self.origin = idx.div_euclid(factor) * factor;
+                self.started = t;
+                self.cur_fine = Some(idx);
+            }
+            Some(cur) if idx > cur => {
+                if let Some(m) = self.fine_buf.take_median() {
+                    self.fine.push(Point { off: (cur - self.origin) as u32, v: m });
+                    self.coarse_buf.push(m);
+                    closed.fine = true;
+                }
+                let (c_old, c_new) = (cur.div_euclid(factor), idx.div_euclid(factor));
+                if c_new > c_old {
+                    if let Some(m) = self.coarse_buf.take_median() {
+                        self.coarse.push(Point { off: (c_old * factor - self.origin) as u32, v: m });
+                        closed.coarse = true;
+                    }
+                }
+                self.cur_fine = Some(idx);
+            }
+            Some(_) => {}
+        }
+        self.fine_buf.push(v as f32);
+        closed
+    }
+
+    fn fine_time(&self, p: Point) -> f64 {
+        (self.origin as f64 + f64::from(p.off) + 0.5) * self.geo.fine - self.phase
+    }
+
+    fn coarse_time(&self, p: Point) -> f64 {
+        (self.origin as f64 + f64::from(p.off) + f64::from(self.geo.factor) / 2.0) * self.geo.fine - self.phase
+    }
+
+    fn coarse_end(&self, p: Point) -> f64 {
+        (self.origin as f64 + f64::from(p.off) + f64::from(self.geo.factor)) * self.geo.fine - self.phase
+    }
+
+    /// Time of the most recent closed point at a resolution.
+    pub(crate) fn last_time(&self, res: Resolution) -> Option<f64> {
+        match res {
+            Resolution::Fine => self.fine.iter().next_back().map(|p| self.fine_time(p)),
+            Resolution::Coarse => self.coarse.iter().next_back().map(|p| self.coarse_time(p)),
+        }
+    }
+
+    /// Points with centre time ≥ `from` at a resolution; times are made relative to `from`.
+    pub(crate) fn window(&self, res: Resolution, from: f64, ts: &mut Vec<f64>, ys: &mut Vec<f64>) {
+        ts.clear();
+        ys.clear();
+        let time = |p| match res {
+            Resolution::Fine => self.fine_time(p),
+            Resolution::Coarse => self.coarse_time(p),
+        };
+        let ring = match res {
+            Resolution::Fine => &self.fine,
+            Resolution::Coarse => &self.coarse,
+        };
+        for p in ring.iter() {
+            let t = time(p);
+            if t >= from {
+                ts.push(t - from);
+                ys.push(f64::from(p.v));
+            }
+        }
+    }
+
+    /// Highest bucket median seen strictly before `before` (both resolutions), if any.
+    pub(crate) fn prior_max(&self, before: f64) -> Option<f64> {
+        let fine = self.fine.iter().filter(|p| self.fine_time(*p) < before).map(|p| p.v);
+        let coarse = self.coarse.iter().filter(|p| self.coarse_end(*p) <= before).map(|p| p.v);
+        fine.chain(coarse).map(f64::from).reduce(f64::max)
+    }
+
+    /// Values of all kept coarse points, oldest first.
+    pub(crate) fn coarse_values(&self, out: &mut Vec<f64>) {
+        out.clear();
+        out.extend(self.coarse.iter().map(|p| f64::from(p.v)));
+    }
+
+    /// Values of all kept fine points, oldest first.
+    pub(crate) fn fine_values(&self, out: &mut Vec<f64>) {
+        out.clear();
+        out.extend(self.fine.iter().map(|p| f64::from(p.v)));
+    }
+}
+
+/// One of the two resolutions of a [`History`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// Fine buckets (default 10 s).
+    Fine,
+    /// Coarse buckets (default 60 s).
+    Coarse,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geo() -> Geometry {
+        Geometry { fine: 10.0, factor: 6, fine_cap: 4, coarse_cap: 3 }
+    }
+
+    #[test]
+    fn buckets_close_and_ring_is_bounded() {
+        let mut h = History::new(geo(), 0.0);
+        let mut fine_closes = 0;
+        let mut coarse_closes = 0;
+        for s in 0..1000 {
+            let c = h.push(f64::from(s), f64::from(s));
+            fine_closes += usize::from(c.fine);
+            coarse_closes += usize::from(c.coarse);
+        }
+        assert_eq!(fine_closes, 99);
+        assert_eq!(coarse_closes, 16);
+        let (mut ts, mut ys) = (Vec::new(), Vec::new());
+        h.window(Resolution::Fine, 0.0, &mut ts, &mut ys);
+        assert_eq!(ys.len(), 4);
+        assert_eq!(ys, [954.5, 964.5, 974.5, 984.5]);
+        assert_eq!(ts[0], 955.0);
+        h.window(Resolution::Coarse, 0.0, &mut ts, &mut ys);
+        assert_eq!(ys.len(), 3);
+        assert_eq!(ts, [810.0, 870.0, 930.0]);
+    }
+
+    #[test]
+    fn sample_buffer_decimates() {
+        let mut b = SampleBuf::default();
+        for i in 0..100 {
+            b.push(i as f32);
+        }
+        let m = b.take_median().unwrap();
+        assert!((40.0..60.0).contains(&m), "{m}");
+    }
+
+    #[test]
+    fn prior_max_excludes_window() {
+        let mut h = History::new(Geometry { fine: 1.0, factor: 2, fine_cap: 10, coarse_cap: 10 }, 0.0);
+        for (t, v) in [(0.0, 5.0), (1.0, 1.0), (2.0, 2.0), (3.0, 9.0), (4.0, 0.0)] {
+            h.push(t, v);
+        }
+        assert_eq!(h.prior_max(3.0), Some(5.0));
+        assert_eq!(h.prior_max(0.0), None);
+    }
+}

@@ -1,0 +1,64 @@
+//! Leak detectors over sampled counts: pure data in, findings out.
+//!
+//! ```
+//! use leakwatch_detect::{DivergenceRule, Engine, RuleKind, RuleSet, Selector};
+//! use std::time::Duration;
+//!
+//! // Watch growth of every `live.*` series, and expect one presence callback per stream.
+//! let rules = RuleSet::default_growth(Selector::new(["live.*"])?)
+//!     .with(DivergenceRule::new("live.presence.callbacks", "live.http.streams")
+//!         .sustain(Duration::from_secs(60)));
+//! let mut engine = Engine::new(rules)?;
+//!
+//! let mut fired = Vec::new();
+//! for s in 0..3600 {
+//!     let t = f64::from(s);
+//!     let streams = 400.0 + 20.0 * (t / 97.0).sin();
+//!     // From minute 15, one callback in 200 disconnects is never cleaned up.
+//!     let leaked = if t > 900.0 { (t - 900.0) / 20.0 } else { 0.0 };
+//!     let values = [("live.http.streams", streams), ("live.presence.callbacks", streams + leaked)];
+//!     for finding in engine.observe(t, values) {
+//!         println!("{}", serde_json::to_string(&finding).unwrap());
+//!         fired.push((finding.rule, finding.series.clone(), finding.at));
+//!     }
+//! }
+//! assert!(fired.iter().any(|(k, s, _)| *k == RuleKind::Divergence && s == "live.presence.callbacks"));
+//! assert!(fired.iter().any(|(k, s, _)| *k == RuleKind::Growth && s == "live.presence.callbacks"));
+//! assert!(!fired.iter().any(|(_, s, _)| s == "live.http.streams"));
+//! # Ok::<(), leakwatch_detect::ConfigError>(())
+//! ```
+//!
+//! # Rules
+//!
+//! * [`GrowthRule`] (`growth`): a sustained upward trend, robust to noise, sawtooth and
+//!   spikes, optionally of the ratio to a load series. Method and defaults: [`rules::growth`].
+//! * [`DivergenceRule`] (`divergence`): `a ≈ k·b + c` violated beyond a tolerance for a
+//!   sustained time.
+//! * [`CeilingRule`] (`ceiling`): an absolute limit or a limit per unit of another series.
+//!
+//! An [`Engine`] runs a [`RuleSet`]; [`Engine::observe`] returns [`Finding`]s, each a
+//! `firing` or `resolved` transition, serde-serializable with stable field names.
+//!
+//! # Memory
+//!
+//! Every series watched by a growth rule keeps a fixed-size history (see
+//! [`GrowthRule::state_bytes_per_series`]): with the defaults, 48 fine and 64 coarse bucket
+//! medians of 8 bytes each plus ~0.4 KB of bookkeeping, about 1.3 KB per series per growth rule,
+//! whatever the uptime. Series not watched by a growth rule cost only their name and latest value.
+
+#![deny(missing_docs)]
+
+mod duration_secs;
+mod engine;
+mod error;
+mod finding;
+mod history;
+pub mod rules;
+mod selector;
+mod trend;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::ConfigError;
+pub use finding::{Finding, FindingState, ResolvedBy, RuleKind, Window};
+pub use rules::{CeilingRule, Direction, DivergenceRule, GrowthRule, Limit, Rule, RuleSet};
+pub use selector::Selector;

@@ -1,0 +1,500 @@
+//! Growth: a sustained upward trend of a series, or of its ratio to a load series.
+//!
+//! # Method, and why
+//!
+//! Each watched series keeps a bounded [history](crate::history) of bucket medians
+//! (10 s fine buckets, 60 s coarse buckets by default). Whenever a bucket closes, every
+//! window of that resolution (default 4 min on fine buckets, 16 min and 48 min on coarse
+//! buckets) is judged. A window *hits* when all of these hold:
+//!
+//! 1. **New high**: the level at the end of the window (median of its last 3 points) is above
+//!    every bucket median kept from *before* the window. A leak keeps making new highs;
+//!    oscillations, mean-reverting wander and recoveries mostly do not. It is also the
+//!    cheapest check, so it runs first and spares the rest for most healthy series.
+//! 2. **Trend test**: Mann–Kendall z ≥ `min_z` (default 3.0), with the variance inflated for
+//!    serial correlation (Hamed–Rao with an AR(1) model, see `trend`). Rank-based, so
+//!    indifferent to the noise distribution; the correction keeps mean-reverting series
+//!    (the main source of false trends) quiet.
+//! 3. **Size floor**: the rise over the window, Theil–Sen slope × span, is at least
+//!    `min_rise`, `min_rise_fraction` (default 2%) of the level, and `noise_multiple`
+//!    (default 3) × the series' wander (robust scale of successive coarse medians), so
+//!    statistically real but tiny drifts are not called leaks.
+//! 4. **Both halves grow**: the Theil–Sen slope of each half of the window is at least
+//!    `halves_ratio` (default 0.3) × the whole window's slope. Rejects steps (flat halves),
+//!    decelerating warm-ups and recoveries, at little cost for steady leaks.
+//!
+//! A finding fires after `confirm` (default 3) consecutive hits of the same window, and
+//! resolves after `confirm` consecutive evaluations of that window with z < `resolve_z`
+//! (default 1.0) or a non-positive slope. Nothing is judged during `warmup` (default
+//! 10 min) after a series appears or restarts: start-up ramps look exactly like leaks. At
+//! least `prior` (default 2 min) of history must precede a window for the new-high check,
+//! so young series are judged on shorter windows first.
+//!
+//! With `relative_to(load)`, the watched quantity is `series / load` (samples with load ≤ 0
+//! are skipped): growth that merely follows load (diurnal swing) keeps the ratio flat, while
+//! a leak makes the per-load ratio grow. Medians (not minima) keep the ratio unbiased when
+//! its noise grows at low load.
+//!
+//! Theil–Sen and Mann–Kendall are O(n²) in the points of a window; with ≤ 48 points and
+//! evaluation only at bucket boundaries (staggered per series) the amortised cost stays well
+//! under a microsecond per series per second.
+
+use crate::duration_secs;
+use crate::finding::{Finding, ResolvedBy, RuleKind, Window};
+use crate::history::{Closed, Geometry, History, Resolution};
+use crate::trend::{diff_scale, mann_kendall_z, median_in_place, theil_sen};
+use crate::{ConfigError, Selector};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Most fine buckets one window may span.
+const MAX_FINE_POINTS: usize = 36;
+/// Most coarse buckets one window may span.
+const MAX_COARSE_POINTS: usize = 64;
+/// Coarse buckets kept beyond the longest coarse window, as "before the window" context.
+const COARSE_CONTEXT: usize = 16;
+
+/// Configuration of a growth rule. See the [module docs](self) for the method.
+///
+/// ```
+/// use leakwatch_detect::{GrowthRule, Selector};
+/// use std::time::Duration;
+/// let rule = GrowthRule::new(Selector::new(["memory.resident"]).unwrap())
+///     .name("memory-per-stream")
+///     .relative_to("live.http.streams")
+///     .warmup(Duration::from_secs(300));
+/// assert_eq!(rule.min_z, 3.0);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrowthRule {
+    /// Rule name, reported in findings. Default `growth`.
+    pub name: String,
+    /// Series watched.
+    pub series: Selector,
+    /// Watch `series / relative_to` instead of the series itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative_to: Option<String>,
+    /// Fine bucket width. Default 10 s.
+    #[serde(rename = "bucket_secs", with = "duration_secs")]
+    pub bucket: Duration,
+    /// Fine buckets per coarse bucket. Default 6 (60 s).
+    pub coarse_factor: u32,
+    /// Windows judged. Up to 36 fine buckets use fine buckets, longer ones coarse buckets
+    /// (at most 64). Default 4 min, 16 min, 48 min.
+    #[serde(rename = "windows_secs", with = "duration_secs::vec")]
+    pub windows: Vec<Duration>,
+    /// Minimum autocorrelation-corrected Mann–Kendall z to call a trend. Default 3.0.
+    pub min_z: f64,
+    /// A firing finding resolves once z falls below this. Default 1.0.
+    pub resolve_z: f64,
+    /// Minimum rise over the window, as a fraction of the level. Default 0.02.
+    pub min_rise_fraction: f64,
+    /// Minimum rise over the window, absolute. Default 0.
+    pub min_rise: f64,
+    /// Minimum rise over the window, in multiples of the series' wander. Default 3.
+    pub noise_multiple: f64,
+    /// Each half of the window must grow at least this fraction of the whole's slope. Default 0.3.
+    pub halves_ratio: f64,
+    /// Consecutive hits (and clears) needed to fire (and resolve). Default 3.
+    pub confirm: u32,
+    /// Nothing is judged this long after a series appears or restarts. Default 10 min.
+    #[serde(rename = "warmup_secs", with = "duration_secs")]
+    pub warmup: Duration,
+    /// History required before a window, for the new-high check. Default 2 min.
+    #[serde(rename = "prior_secs", with = "duration_secs")]
+    pub prior: Duration,
+}
+
+impl Default for GrowthRule {
+    fn default() -> Self {
+        Self {
+            name: "growth".to_owned(),
+            series: Selector::none(),
+            relative_to: None,
+            bucket: Duration::from_secs(10),
+            coarse_factor: 6,
+            windows: vec![Duration::from_secs(240), Duration::from_secs(960), Duration::from_secs(2880)],
+            min_z: 3.0,
+            resolve_z: 1.0,
+            min_rise_fraction: 0.02,
+            min_rise: 0.0,
+            noise_multiple: 3.0,
+            halves_ratio: 0.3,
+            confirm: 3,
+            warmup: Duration::from_secs(600),
+            prior: Duration::from_secs(120),
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$m:meta])* $name:ident: $ty:ty) => {
+        $(#[$m])*
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$name = v;
+            self
+        }
+    };
+}
+pub(crate) use setter;
+
+impl GrowthRule {
+    /// A rule with default parameters watching `series`.
+    pub fn new(series: Selector) -> Self {
+        Self { series, ..Self::default() }
+    }
+
+    /// Sets the rule name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Watches `series / load` instead of the series: growth that follows load is not a leak.
+    pub fn relative_to(mut self, load: impl Into<String>) -> Self {
+        self.relative_to = Some(load.into());
+        self
+    }
+
+    setter!(/// Sets the watched series.
+        series: Selector);
+    setter!(/// Sets the fine bucket width.
+        bucket: Duration);
+    setter!(/// Sets the fine buckets per coarse bucket.
+        coarse_factor: u32);
+    setter!(/// Sets the windows judged.
+        windows: Vec<Duration>);
+    setter!(/// Sets the trend z-score needed to fire.
+        min_z: f64);
+    setter!(/// Sets the z-score under which a firing finding resolves.
+        resolve_z: f64);
+    setter!(/// Sets the minimum rise as a fraction of the level.
+        min_rise_fraction: f64);
+    setter!(/// Sets the minimum absolute rise.
+        min_rise: f64);
+    setter!(/// Sets the minimum rise in multiples of the series' wander.
+        noise_multiple: f64);
+    setter!(/// Sets the slope fraction each half of the window must keep.
+        halves_ratio: f64);
+    setter!(/// Sets the consecutive hits needed to fire (and clears to resolve).
+        confirm: u32);
+    setter!(/// Sets the warm-up after a series appears or restarts.
+        warmup: Duration);
+    setter!(/// Sets the history required before a window.
+        prior: Duration);
+
+    /// Bytes of state this rule keeps per watched series (fixed: the history is bounded).
+    pub fn state_bytes_per_series(&self) -> Result<usize, ConfigError> {
+        Ok(self.compile()?.state_bytes())
+    }
+
+    pub(crate) fn compile(&self) -> Result<CompiledGrowth, ConfigError> {
+        let bad = |field, value: f64, expected| ConfigError::OutOfRange {
+            rule: self.name.clone(),
+            field,
+            value,
+            expected,
+        };
+        let fine = self.bucket.as_secs_f64();
+        if fine <= 0.0 {
+            return Err(bad("bucket_secs", fine, "a positive duration, e.g. 10"));
+        }
+        if !(1..=60).contains(&self.coarse_factor) {
+            return Err(bad("coarse_factor", f64::from(self.coarse_factor), "an integer in 1..=60, e.g. 6"));
+        }
+        if self.windows.is_empty() {
+            return Err(bad("windows_secs", 0.0, "at least one window, e.g. [240, 960, 2880]"));
+        }
+        for (field, v, ok, expected) in [
+            ("min_z", self.min_z, self.min_z > 0.0, "a positive z-score, e.g. 3"),
+            ("resolve_z", self.resolve_z, self.resolve_z < self.min_z, "below min_z, e.g. 1"),
+            ("min_rise_fraction", self.min_rise_fraction, self.min_rise_fraction >= 0.0, "a fraction ≥ 0, e.g. 0.02"),
+            ("min_rise", self.min_rise, self.min_rise >= 0.0, "≥ 0"),
+            ("noise_multiple", self.noise_multiple, self.noise_multiple >= 0.0, "≥ 0, e.g. 3"),
+            ("halves_ratio", self.halves_ratio, (0.0..=1.0).contains(&self.halves_ratio), "a fraction in 0..=1, e.g. 0.3"),
+            ("confirm", f64::from(self.confirm), self.confirm >= 1, "at least 1"),
+        ] {
+            if !v.is_finite() || !ok {
+                return Err(bad(field, v, expected));
+            }
+        }
+        if self.relative_to.as_deref() == Some("") {
+            return Err(bad("relative_to", 0.0, "a series name, or no relative_to at all"));
+        }
+        let coarse = fine * f64::from(self.coarse_factor);
+        let mut windows = Vec::with_capacity(self.windows.len());
+        let (mut fine_cap, mut coarse_cap) = (0, 0);
+        for w in &self.windows {
+            let len = w.as_secs_f64();
+            let fine_points = (len / fine).round() as usize;
+            let (res, width, points, max) = if fine_points <= MAX_FINE_POINTS {
+                (Resolution::Fine, fine, fine_points, MAX_FINE_POINTS)
+            } else {
+                (Resolution::Coarse, coarse, (len / coarse).round() as usize, MAX_COARSE_POINTS)
+            };
+            if points > max {
+                return Err(ConfigError::WindowTooLong {
+                    rule: self.name.clone(),
+                    window_secs: len,
+                    bucket_secs: width,
+                    points,
+                    max,
+                });
+            }
+            if points < 6 {
+                return Err(bad("windows_secs", len, "at least 6 buckets long (e.g. ≥ 60 s with 10 s buckets)"));
+            }
+            match res {
+                Resolution::Fine => fine_cap = fine_cap.max(points),
+                Resolution::Coarse => coarse_cap = coarse_cap.max(points),
+            }
+            windows.push(PlannedWindow { len, res, width, points });
+        }
+        let prior_fine = (self.prior.as_secs_f64() / fine).ceil() as usize;
+        let geo = Geometry {
+            fine,
+            factor: self.coarse_factor,
+            fine_cap: fine_cap + prior_fine.clamp(3, 18),
+            coarse_cap: coarse_cap + COARSE_CONTEXT,
+        };
+        Ok(CompiledGrowth { rule: self.clone(), geo, windows })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlannedWindow {
+    len: f64,
+    res: Resolution,
+    width: f64,
+    points: usize,
+}
+
+/// A validated growth rule with its history layout.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledGrowth {
+    pub rule: GrowthRule,
+    geo: Geometry,
+    windows: Vec<PlannedWindow>,
+}
+
+impl CompiledGrowth {
+    /// Bytes of state per watched series (history plus detector state).
+    pub(crate) fn state_bytes(&self) -> usize {
+        History::state_bytes(&self.geo)
+            + std::mem::size_of::<GrowthTrack>()
+            - std::mem::size_of::<History>()
+            + self.windows.len() * std::mem::size_of::<WindowState>()
+    }
+
+    pub(crate) fn track(&self, phase: f64) -> GrowthTrack {
+        GrowthTrack {
+            history: History::new(self.geo, phase),
+            windows: vec![WindowState::default(); self.windows.len()].into_boxed_slice(),
+            firing: None,
+        }
+    }
+}
+
+/// Reused buffers, so steady-state evaluation allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    ts: Vec<f64>,
+    ys: Vec<f64>,
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct WindowState {
+    streak: u32,
+    since: f64,
+}
+
+#[derive(Debug)]
+struct Firing {
+    window: usize,
+    clears: u32,
+    finding: Finding,
+}
+
+/// What the finding should say about the series besides statistics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Context<'a> {
+    pub series: &'a str,
+    pub value: f64,
+    pub other: Option<(&'a str, f64)>,
+}
+
+/// Growth detector state for one (rule, series).
+#[derive(Debug)]
+pub(crate) struct GrowthTrack {
+    history: History,
+    windows: Box<[WindowState]>,
+    firing: Option<Firing>,
+}
+
+struct Stats {
+    from: f64,
+    window: Window,
+    slope: f64,
+    z: f64,
+    level: f64,
+    hit: bool,
+}
+
+impl GrowthTrack {
+    /// Forgets history after a counter reset; resolves a firing finding.
+    pub(crate) fn reset(&mut self, t: f64, out: &mut Vec<Finding>) {
+        self.history.clear();
+        self.windows.iter_mut().for_each(|w| *w = WindowState::default());
+        if let Some(f) = self.firing.take() {
+            out.push(f.finding.resolved(t, ResolvedBy::Reset));
+        }
+    }
+
+    /// The series is gone: resolves a firing finding.
+    pub(crate) fn gone(&mut self, t: f64, out: &mut Vec<Finding>) {
+        if let Some(f) = self.firing.take() {
+            out.push(f.finding.resolved(t, ResolvedBy::Gone));
+        }
+    }
+
+    /// The firing finding, if any.
+    pub(crate) fn active(&self) -> Option<&Finding> {
+        self.firing.as_ref().map(|f| &f.finding)
+    }
+
+    /// Adds a sample of the watched quantity; evaluates windows whose bucket closed.
+    pub(crate) fn push(
+        &mut self,
+        c: &CompiledGrowth,
+        t: f64,
+        v: f64,
+        ctx: Context<'_>,
+        scratch: &mut Scratch,
+        out: &mut Vec<Finding>,
+    ) {
+        let closed = self.history.push(t, v);
+        if closed == Closed::default() || self.history.age(t) < c.rule.warmup.as_secs_f64() {
+            return;
+        }
+        for (i, w) in c.windows.iter().enumerate() {
+            let due = match w.res {
+                Resolution::Fine => closed.fine,
+                Resolution::Coarse => closed.coarse,
+            };
+            if due {
+                self.evaluate(c, i, t, ctx, scratch, out);
+            }
+        }
+    }
+
+    fn evaluate(
+        &mut self,
+        c: &CompiledGrowth,
+        i: usize,
+        t: f64,
+        ctx: Context<'_>,
+        scratch: &mut Scratch,
+        out: &mut Vec<Finding>,
+    ) {
+        let firing_here = self.firing.as_ref().is_some_and(|f| f.window == i);
+        let stats = self.stats(c, c.windows[i], firing_here, scratch);
+        let r = &c.rule;
+        let ws = &mut self.windows[i];
+        match &stats {
+            Some(s) if s.hit => {
+                if ws.streak == 0 {
+                    ws.since = s.from;
+                }
+                ws.streak += 1;
+            }
+            _ => ws.streak = 0,
+        }
+        if let Some(f) = &mut self.firing {
+            if f.window == i {
+                let cleared = stats.as_ref().is_none_or(|s| s.slope <= 0.0 || s.z < r.resolve_z);
+                f.clears = if cleared { f.clears + 1 } else { 0 };
+                if let Some(s) = stats.as_ref().filter(|_| !cleared) {
+                    f.finding.slope_per_sec = Some(s.slope);
+                    f.finding.z = Some(s.z);
+                }
+                if f.clears >= r.confirm {
+                    let f = self.firing.take().expect("checked above");
+                    let mut done = f.finding.resolved(t, ResolvedBy::Cleared);
+                    fill_context(&mut done, ctx, stats.as_ref().map(|s| s.level));
+                    out.push(done);
+                }
+            }
+            return;
+        }
+        let Some(s) = stats.filter(|s| s.hit) else { return };
+        if ws.streak < r.confirm {
+            return;
+        }
+        let mut f = Finding::new(RuleKind::Growth, &r.name, ctx.series, ctx.value, ws.since, t);
+        f.slope_per_sec = Some(s.slope);
+        f.z = Some(s.z);
+        f.window = Some(s.window);
+        fill_context(&mut f, ctx, Some(s.level));
+        out.push(f.clone());
+        self.firing = Some(Firing { window: i, clears: 0, finding: f });
+    }
+
+    /// Statistics of one window; `None` when there is not enough data to judge.
+    fn stats(&self, c: &CompiledGrowth, w: PlannedWindow, need_z: bool, s: &mut Scratch) -> Option<Stats> {
+        let r = &c.rule;
+        let end = self.history.last_time(w.res)?;
+        let earliest = self.history.started() + r.prior.as_secs_f64();
+        let from = (end - w.len + 0.5 * w.width).max(earliest);
+        self.history.window(w.res, from, &mut s.ts, &mut s.ys);
+        let n = s.ys.len();
+        if n < (w.points / 2).max(6) {
+            return None;
+        }
+        s.a.clear();
+        s.a.extend_from_slice(&s.ys[n - 3..]);
+        let level = median_in_place(&mut s.a);
+        let new_high = self.history.prior_max(from).is_some_and(|p| level > p);
+        if !new_high && !need_z {
+            return None;
+        }
+        let slope = theil_sen(&s.ts, &s.ys, &mut s.a)?;
+        let z = mann_kendall_z(&s.ts, &s.ys, slope, &mut s.a);
+        let span = s.ts[n - 1] - s.ts[0];
+        let window = Window { start: from + s.ts[0], end: from + s.ts[n - 1] };
+        let mut stats = Stats { from: window.start, window, slope, z, level, hit: false };
+        if !new_high || slope <= 0.0 || z < r.min_z {
+            return Some(stats);
+        }
+        s.a.clear();
+        s.a.extend_from_slice(&s.ys);
+        let typical = median_in_place(&mut s.a).abs();
+        self.history.coarse_values(&mut s.a);
+        if s.a.len() < 8 {
+            self.history.fine_values(&mut s.a);
+        }
+        let wander = diff_scale(&s.a, &mut s.b);
+        let floor = r.min_rise.max(r.min_rise_fraction * typical).max(r.noise_multiple * wander);
+        if slope * span < floor {
+            return Some(stats);
+        }
+        let h = n / 2;
+        let first = theil_sen(&s.ts[..h], &s.ys[..h], &mut s.a).unwrap_or(0.0);
+        let second = theil_sen(&s.ts[h..], &s.ys[h..], &mut s.a).unwrap_or(0.0);
+        stats.hit = first.min(second) >= r.halves_ratio * slope;
+        Some(stats)
+    }
+}
+
+fn fill_context(f: &mut Finding, ctx: Context<'_>, level: Option<f64>) {
+    f.value = ctx.value;
+    if let Some((name, v)) = ctx.other {
+        f.other = Some(name.to_owned());
+        f.other_value = Some(v);
+        if let Some(l) = level {
+            f.ratio = Some(l);
+        }
+    }
+}
