@@ -1,0 +1,255 @@
+//! Counted callback registries: `register` returns a [`Subscription`] that unregisters on drop.
+//!
+//! Each registry is a series: `live.<name>` is the number of registered callbacks, and
+//! `delivered.<name>` counts deliveries (one per callback per emit), the figure whose curious
+//! peak first pointed the seed story's team at leaking callbacks.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::RwLock;
+
+use crate::registry::{Registry, Series};
+use crate::scope::{Scope, ScopeClosed};
+use crate::site::SiteLocation;
+use crate::snapshot::SeriesKind;
+use crate::token::Token;
+
+type Callback<E> = Arc<dyn Fn(&E) + Send + Sync>;
+
+struct Shared<E> {
+    series: Arc<Series>,
+    subscribers: RwLock<BTreeMap<u64, Callback<E>>>,
+    next_id: AtomicU64,
+}
+
+/// Removes one subscriber; type-erased so [`Subscription`] is not generic.
+trait Unsubscribe: Send + Sync {
+    fn unsubscribe(&self, id: u64);
+}
+
+impl<E: 'static> Unsubscribe for Shared<E> {
+    fn unsubscribe(&self, id: u64) {
+        self.subscribers.write().remove(&id);
+    }
+}
+
+/// A named, counted set of callbacks for events of type `E`.
+///
+/// ```
+/// let reg = leakwatch::Registry::new();
+/// let presence = leakwatch::Callbacks::<String>::new_in(&reg, "presence.callbacks");
+/// let sub = presence.register(|who: &String| println!("{who} is online"));
+/// assert_eq!(presence.emit(&"ann".to_string()), 1);
+/// assert_eq!(reg.snapshot().live("presence.callbacks"), 1);
+/// drop(sub); // unregisters
+/// assert_eq!(presence.emit(&"bob".to_string()), 0);
+/// assert_eq!(reg.snapshot().get("presence.callbacks").unwrap().extra("delivered"), 1);
+/// ```
+pub struct Callbacks<E> {
+    shared: Arc<Shared<E>>,
+}
+
+impl<E> Clone for Callbacks<E> {
+    fn clone(&self) -> Self {
+        Callbacks {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<E> fmt::Debug for Callbacks<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("name", &self.shared.series.name)
+            .field("registered", &self.shared.subscribers.read().len())
+            .finish()
+    }
+}
+
+impl<E: 'static> Callbacks<E> {
+    /// A registry counted under `name` in the global registry.
+    pub fn new(name: &str) -> Self {
+        Self::new_in(Registry::global(), name)
+    }
+
+    /// A registry counted under `name` in `registry`.
+    pub fn new_in(registry: &Registry, name: &str) -> Self {
+        Callbacks {
+            shared: Arc::new(Shared {
+                series: registry.series(SeriesKind::Callbacks, name),
+                subscribers: RwLock::new(BTreeMap::new()),
+                next_id: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The registry's name.
+    pub fn name(&self) -> &str {
+        &self.shared.series.name
+    }
+
+    /// Registers `f`; it is called on every [`emit`](Self::emit) until the returned
+    /// subscription is dropped.
+    #[track_caller]
+    pub fn register(&self, f: impl Fn(&E) + Send + Sync + 'static) -> Subscription {
+        self.insert(Arc::new(f), Token::for_series(self.shared.series.clone(), Location::caller()))
+    }
+
+    /// Registers `f` bound to `scope`: refused with [`ScopeClosed`] (and counted as a late
+    /// registration) if the scope has closed; reported as outlived if the subscription is still
+    /// alive a grace period after the scope closes.
+    #[track_caller]
+    pub fn register_in(
+        &self,
+        scope: &Scope,
+        f: impl Fn(&E) + Send + Sync + 'static,
+    ) -> Result<Subscription, ScopeClosed> {
+        let site: SiteLocation = Location::caller();
+        let mut token = Token::for_series(self.shared.series.clone(), site);
+        // The token is created first so a refused attempt is visible as created+dropped.
+        scope.bind_site(&mut token, site)?;
+        Ok(self.insert(Arc::new(f), token))
+    }
+
+    fn insert(&self, f: Callback<E>, token: Token) -> Subscription {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.shared.subscribers.write().insert(id, f);
+        let owner: Arc<dyn Unsubscribe> = self.shared.clone();
+        Subscription {
+            id,
+            owner: Arc::downgrade(&owner),
+            token,
+        }
+    }
+
+    /// Calls every registered callback with `event`; returns how many were called.
+    ///
+    /// Callbacks run outside the registry's lock, so they may register or drop subscriptions.
+    pub fn emit(&self, event: &E) -> usize {
+        let callbacks: Vec<Callback<E>> = self.shared.subscribers.read().values().cloned().collect();
+        for cb in &callbacks {
+            cb(event);
+        }
+        let n = callbacks.len();
+        self.shared.series.bump("emitted", 1);
+        self.shared.series.bump("delivered", n as u64);
+        n
+    }
+
+    /// Number of registered callbacks.
+    pub fn len(&self) -> usize {
+        self.shared.subscribers.read().len()
+    }
+
+    /// Whether no callback is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A registration in a [`Callbacks`] registry; dropping it unregisters the callback.
+#[must_use = "dropping a Subscription unregisters its callback at once"]
+pub struct Subscription {
+    id: u64,
+    owner: Weak<dyn Unsubscribe>,
+    token: Token,
+}
+
+impl Subscription {
+    /// The registry's name.
+    pub fn name(&self) -> &str {
+        self.token.name()
+    }
+
+    /// The token counting this registration (e.g. to inspect its creation site).
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.upgrade() {
+            owner.unsubscribe(self.id);
+        }
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("name", &self.token.name())
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn emit_reaches_live_subscribers_only() {
+        let reg = Registry::new();
+        let cbs = Callbacks::<u32>::new_in(&reg, "events");
+        let sum = Arc::new(AtomicUsize::new(0));
+        let s1 = {
+            let sum = sum.clone();
+            cbs.register(move |e| {
+                sum.fetch_add(*e as usize, Ordering::Relaxed);
+            })
+        };
+        let s2 = {
+            let sum = sum.clone();
+            cbs.register(move |e| {
+                sum.fetch_add(10 * *e as usize, Ordering::Relaxed);
+            })
+        };
+        assert_eq!(cbs.emit(&1), 2);
+        drop(s1);
+        assert_eq!(cbs.emit(&2), 1);
+        assert_eq!(sum.load(Ordering::Relaxed), 1 + 10 + 20);
+        let snap = reg.snapshot();
+        let s = snap.get("events").unwrap();
+        assert_eq!((s.live, s.created, s.dropped), (1, 2, 1));
+        assert_eq!(s.extra("delivered"), 3);
+        assert_eq!(s.extra("emitted"), 2);
+        drop(s2);
+        assert!(cbs.is_empty());
+    }
+
+    #[test]
+    fn callbacks_may_unsubscribe_during_emit() {
+        let reg = Registry::new();
+        let cbs = Callbacks::<()>::new_in(&reg, "reentrant");
+        let slot: Arc<parking_lot::Mutex<Option<Subscription>>> = Default::default();
+        let s = {
+            let slot = slot.clone();
+            cbs.register(move |_| {
+                slot.lock().take();
+            })
+        };
+        *slot.lock() = Some(s);
+        assert_eq!(cbs.emit(&()), 1);
+        assert_eq!(cbs.emit(&()), 0);
+    }
+
+    #[test]
+    fn register_in_closed_scope_is_refused() {
+        let reg = Registry::new();
+        let cbs = Callbacks::<()>::new_in(&reg, "presence");
+        let scope = Scope::builder("stream").registry(&reg).open();
+        let ok = cbs.register_in(&scope, |_| {}).unwrap();
+        scope.close();
+        let err = cbs.register_in(&scope, |_| {}).unwrap_err();
+        assert_eq!(err.item, "presence");
+        assert_eq!(cbs.len(), 1);
+        drop(ok);
+        assert_eq!(reg.snapshot().live("presence"), 0);
+    }
+}

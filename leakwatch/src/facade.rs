@@ -1,0 +1,119 @@
+//! Bridge to the [`metrics`] facade: every leakwatch series becomes a metrics gauge or counter,
+//! so any exporter a program already runs (Prometheus, StatsD, ...) sees them.
+//!
+//! Naming: `<prefix>.<metric>.<series>`, prefix `leakwatch` by default, e.g.
+//! `leakwatch.live.presence.Watch` (gauge), `leakwatch.created.presence.Watch` (counter),
+//! `leakwatch.memory.resident_bytes` (gauge); see [`Snapshot::metrics`] for the full table.
+//! Gauges are always *set* (never incremented), and counters are sent as deltas since the last
+//! publish, because several exporters silently drop `Gauge::increment` and `Counter::absolute`.
+//!
+//! leakwatch never installs a recorder: the program does. Metrics published before a recorder
+//! is installed are lost, as with any `metrics` user.
+//!
+//! ```
+//! let reg = leakwatch::Registry::new();
+//! let _t = leakwatch::Token::new_in(&reg, "jobs");
+//! let mut bridge = leakwatch::facade::MetricsBridge::new();
+//! bridge.publish(&reg.snapshot()); // goes to whatever recorder is installed (none here)
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::registry::Registry;
+use crate::snapshot::{MetricKind, Snapshot};
+
+/// Publishes snapshots through the `metrics` facade.
+#[derive(Debug)]
+pub struct MetricsBridge {
+    prefix: String,
+    last_totals: HashMap<String, u64>,
+}
+
+impl Default for MetricsBridge {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MetricsBridge {
+    /// A bridge with the default `leakwatch` prefix.
+    pub fn new() -> Self {
+        Self::with_prefix("leakwatch")
+    }
+
+    /// A bridge with another prefix (empty for none).
+    pub fn with_prefix(prefix: &str) -> Self {
+        MetricsBridge {
+            prefix: prefix.trim_end_matches('.').to_owned(),
+            last_totals: HashMap::new(),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{}", self.prefix, name)
+        }
+    }
+
+    /// Sets every gauge and increments every counter by its change since the last publish.
+    pub fn publish(&mut self, snapshot: &Snapshot) {
+        for m in snapshot.metrics() {
+            let key = self.key(&m.name);
+            match m.kind {
+                MetricKind::Gauge => metrics::gauge!(key).set(m.value),
+                MetricKind::Counter => {
+                    let total = m.value as u64;
+                    let last = self.last_totals.insert(m.name, total).unwrap_or(0);
+                    // A total can only fall if its series was recreated; count from zero again.
+                    let delta = if total >= last { total - last } else { total };
+                    if delta > 0 {
+                        metrics::counter!(key).increment(delta);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes `registry`'s snapshot every `interval` on a background thread until the
+    /// returned handle is dropped.
+    pub fn spawn(mut self, registry: Registry, interval: Duration) -> Publisher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("leakwatch-metrics".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    self.publish(&registry.snapshot());
+                    std::thread::park_timeout(interval);
+                }
+            })
+            .expect("spawn the leakwatch metrics thread");
+        Publisher {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// Stops the background publisher when dropped.
+#[derive(Debug)]
+pub struct Publisher {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}

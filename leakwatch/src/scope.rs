@@ -1,0 +1,644 @@
+//! Lifecycle scopes: registration after close is refused, and anything that outlives its scope
+//! is reported.
+//!
+//! The seed story's second bug: a slow lookup finished *after* a 409 had closed the connection
+//! and cleaned up, then re-added a callback that nothing would ever remove. With a scope per
+//! connection, that registration returns [`ScopeClosed`] instead, so the buggy code cannot be
+//! written without handling it, and the attempt is counted as a *late registration* with its
+//! source location. Items bound to a scope that are still alive a grace period after it closed
+//! are reported as having *outlived* it.
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::panic::{AssertUnwindSafe, Location};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use crate::counter::Half;
+use crate::registry::{Registry, RegistryInner, Series};
+use crate::site::{SiteLocation, fmt_location};
+use crate::snapshot::SeriesKind;
+use crate::token::{Named, Token};
+
+/// Default time a closed scope's items get to go away before they are reported.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// A finding about scope hygiene, delivered to observers and kept in snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "finding", rename_all = "snake_case")]
+pub enum ScopeFinding {
+    /// Something tried to register on a scope that was already closed (and was refused).
+    LateRegistration {
+        /// Scope name.
+        scope: String,
+        /// Name of the item that tried to register.
+        item: String,
+        /// `file:line:column` of the registration attempt.
+        site: String,
+        /// How long after the close it came.
+        after_close_ms: u64,
+    },
+    /// An item bound to a scope was still alive a grace period after the scope closed.
+    Outlived {
+        /// Scope name.
+        scope: String,
+        /// Item name.
+        item: String,
+        /// `file:line:column` where the item was created.
+        site: String,
+        /// Age of the item when reported.
+        age_ms: u64,
+        /// Time since the scope closed.
+        since_close_ms: u64,
+    },
+}
+
+impl ScopeFinding {
+    /// The scope's name.
+    pub fn scope(&self) -> &str {
+        match self {
+            ScopeFinding::LateRegistration { scope, .. } | ScopeFinding::Outlived { scope, .. } => {
+                scope
+            }
+        }
+    }
+
+    /// The item's name.
+    pub fn item(&self) -> &str {
+        match self {
+            ScopeFinding::LateRegistration { item, .. } | ScopeFinding::Outlived { item, .. } => {
+                item
+            }
+        }
+    }
+
+    /// The source location involved.
+    pub fn site(&self) -> &str {
+        match self {
+            ScopeFinding::LateRegistration { site, .. } | ScopeFinding::Outlived { site, .. } => {
+                site
+            }
+        }
+    }
+
+    /// `late_registration` or `outlived`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ScopeFinding::LateRegistration { .. } => "late_registration",
+            ScopeFinding::Outlived { .. } => "outlived",
+        }
+    }
+}
+
+impl fmt::Display for ScopeFinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScopeFinding::LateRegistration {
+                scope,
+                item,
+                site,
+                after_close_ms,
+            } => write!(
+                f,
+                "late registration: `{item}` at {site} tried to register on scope `{scope}` \
+                 {after_close_ms} ms after it closed (refused)"
+            ),
+            ScopeFinding::Outlived {
+                scope,
+                item,
+                site,
+                age_ms,
+                since_close_ms,
+            } => write!(
+                f,
+                "outlived its scope: `{item}` created at {site} ({age_ms} ms old) is still \
+                 alive {since_close_ms} ms after scope `{scope}` closed"
+            ),
+        }
+    }
+}
+
+/// Registering on a scope that has already closed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot register `{item}` on scope `{scope}`: the scope closed {after_close:?} ago, so \
+     nothing would ever clean it up. Check `Scope::is_closed` (or handle this error) in code \
+     that can finish after the scope ends, e.g. a slow lookup completing after a 409. \
+     (attempt at {site})"
+)]
+pub struct ScopeClosed {
+    /// Scope name.
+    pub scope: String,
+    /// Item that tried to register.
+    pub item: String,
+    /// Where the attempt was made.
+    pub site: String,
+    /// How long after the close.
+    pub after_close: Duration,
+}
+
+type Observer = Arc<dyn Fn(&ScopeFinding) + Send + Sync>;
+
+/// Recent findings of a registry plus its observers.
+#[derive(Default)]
+pub(crate) struct FindingLog {
+    recent: Mutex<VecDeque<ScopeFinding>>,
+    observers: RwLock<Vec<Observer>>,
+    observer_panics: AtomicU64,
+}
+
+/// How many findings a registry keeps for snapshots; observers see every one.
+const RECENT_FINDINGS: usize = 256;
+
+impl FindingLog {
+    pub(crate) fn add_observer(&self, o: Observer) {
+        self.observers.write().push(o);
+    }
+
+    pub(crate) fn recent(&self) -> Vec<ScopeFinding> {
+        self.recent.lock().iter().cloned().collect()
+    }
+
+    /// Observer callbacks that panicked (caught).
+    pub(crate) fn observer_panics(&self) -> u64 {
+        self.observer_panics.load(Ordering::Relaxed)
+    }
+
+    fn report(&self, finding: ScopeFinding) {
+        {
+            let mut r = self.recent.lock();
+            if r.len() == RECENT_FINDINGS {
+                r.pop_front();
+            }
+            r.push_back(finding.clone());
+        }
+        let observers: Vec<Observer> = self.observers.read().clone();
+        for o in observers {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| o(&finding))).is_err() {
+                self.observer_panics.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+struct BoundItem {
+    name: String,
+    site: SiteLocation,
+    born: Instant,
+    reported: bool,
+}
+
+struct ScopeState {
+    closed_at: Option<Instant>,
+    bound: HashMap<u64, BoundItem>,
+    next_key: u64,
+}
+
+pub(crate) struct ScopeInner {
+    series: Arc<Series>,
+    registry: Arc<RegistryInner>,
+    grace: Duration,
+    state: Mutex<ScopeState>,
+}
+
+impl ScopeInner {
+    fn name(&self) -> &str {
+        &self.series.name
+    }
+
+    /// Binds an item, or refuses (and reports) if the scope is closed.
+    fn bind(self: &Arc<Self>, item: &str, site: SiteLocation) -> Result<Binding, ScopeClosed> {
+        let mut st = self.state.lock();
+        if let Some(closed_at) = st.closed_at {
+            drop(st);
+            let after_close = closed_at.elapsed();
+            self.series.bump("late", 1);
+            self.registry
+                .findings
+                .report(ScopeFinding::LateRegistration {
+                    scope: self.name().to_owned(),
+                    item: item.to_owned(),
+                    site: fmt_location(site),
+                    after_close_ms: after_close.as_millis() as u64,
+                });
+            return Err(ScopeClosed {
+                scope: self.name().to_owned(),
+                item: item.to_owned(),
+                site: fmt_location(site),
+                after_close,
+            });
+        }
+        let key = st.next_key;
+        st.next_key += 1;
+        st.bound.insert(
+            key,
+            BoundItem {
+                name: item.to_owned(),
+                site,
+                born: Instant::now(),
+                reported: false,
+            },
+        );
+        Ok(Binding {
+            scope: self.clone(),
+            key,
+        })
+    }
+
+    fn close(self: &Arc<Self>) -> bool {
+        let mut st = self.state.lock();
+        if st.closed_at.is_some() {
+            return false;
+        }
+        st.closed_at = Some(Instant::now());
+        let has_items = !st.bound.is_empty();
+        drop(st);
+        self.series.items.incr(Half::Down);
+        if has_items {
+            janitor().schedule(Instant::now() + self.grace, Arc::downgrade(self));
+        }
+        true
+    }
+
+    /// Reports bound items still alive a grace period after the close.
+    fn check_outlived(&self, now: Instant) {
+        let mut found = Vec::new();
+        {
+            let mut st = self.state.lock();
+            let Some(closed_at) = st.closed_at else {
+                return;
+            };
+            if now.saturating_duration_since(closed_at) < self.grace {
+                return;
+            }
+            for item in st.bound.values_mut().filter(|i| !i.reported) {
+                item.reported = true;
+                found.push(ScopeFinding::Outlived {
+                    scope: self.name().to_owned(),
+                    item: item.name.clone(),
+                    site: fmt_location(item.site),
+                    age_ms: now.saturating_duration_since(item.born).as_millis() as u64,
+                    since_close_ms: now.saturating_duration_since(closed_at).as_millis() as u64,
+                });
+            }
+        }
+        for f in found {
+            self.series.bump("outlived", 1);
+            self.registry.findings.report(f);
+        }
+    }
+}
+
+/// Ties an item's lifetime to a scope; dropping it unbinds.
+pub(crate) struct Binding {
+    scope: Arc<ScopeInner>,
+    key: u64,
+}
+
+impl Drop for Binding {
+    fn drop(&mut self) {
+        self.scope.state.lock().bound.remove(&self.key);
+    }
+}
+
+struct ScopeHandle {
+    inner: Arc<ScopeInner>,
+}
+
+impl Drop for ScopeHandle {
+    fn drop(&mut self) {
+        // The last handle going away ends the scope even if nobody called `close`.
+        self.inner.close();
+    }
+}
+
+/// A lifecycle scope, e.g. one per connection. Cloning gives another handle to the same
+/// scope; the scope closes on [`Scope::close`] or when the last handle is dropped.
+///
+/// ```
+/// let reg = leakwatch::Registry::new();
+/// let conn = leakwatch::Scope::builder("connection").registry(&reg).open();
+/// let relay = conn.token("presence.relay").expect("scope is open");
+/// conn.close();
+/// drop(relay);
+/// // A slow lookup finishing after the close is refused instead of leaking:
+/// let late = conn.token("presence.relay");
+/// assert!(late.is_err());
+/// assert_eq!(reg.snapshot().get("connection").unwrap().extra("late"), 1);
+/// ```
+#[derive(Clone)]
+pub struct Scope {
+    handle: Arc<ScopeHandle>,
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("name", &self.name())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// Options for opening a [`Scope`].
+#[derive(Debug)]
+pub struct ScopeBuilder {
+    name: String,
+    registry: Registry,
+    grace: Duration,
+}
+
+impl ScopeBuilder {
+    /// Count the scope (and its findings) in `registry` instead of the global one.
+    pub fn registry(mut self, registry: &Registry) -> Self {
+        self.registry = registry.clone();
+        self
+    }
+
+    /// How long bound items may outlive the close before they are reported
+    /// (default [`DEFAULT_GRACE`]).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Opens the scope.
+    pub fn open(self) -> Scope {
+        let series = self.registry.series(SeriesKind::Scope, &self.name);
+        series.items.incr(Half::Up);
+        Scope {
+            handle: Arc::new(ScopeHandle {
+                inner: Arc::new(ScopeInner {
+                    series,
+                    registry: self.registry.inner.clone(),
+                    grace: self.grace,
+                    state: Mutex::new(ScopeState {
+                        closed_at: None,
+                        bound: HashMap::new(),
+                        next_key: 0,
+                    }),
+                }),
+            }),
+        }
+    }
+}
+
+impl Scope {
+    /// Opens a scope named `name` in the global registry.
+    pub fn open(name: &str) -> Scope {
+        Scope::builder(name).open()
+    }
+
+    /// Options for a scope named `name`.
+    pub fn builder(name: &str) -> ScopeBuilder {
+        ScopeBuilder {
+            name: name.to_owned(),
+            registry: Registry::global().clone(),
+            grace: DEFAULT_GRACE,
+        }
+    }
+
+    fn inner(&self) -> &Arc<ScopeInner> {
+        &self.handle.inner
+    }
+
+    /// The scope's name (its series name).
+    pub fn name(&self) -> &str {
+        self.inner().name()
+    }
+
+    /// Ends the scope. Returns false if it was already closed. Later registrations are refused;
+    /// items still bound after the grace period are reported as outlived.
+    pub fn close(&self) -> bool {
+        self.inner().close()
+    }
+
+    /// Whether the scope has closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner().state.lock().closed_at.is_some()
+    }
+
+    /// Items currently bound and alive.
+    pub fn bound(&self) -> usize {
+        self.inner().state.lock().bound.len()
+    }
+
+    /// A new token counted under `name` and bound to this scope (same registry as the scope).
+    #[track_caller]
+    pub fn token(&self, name: &str) -> Result<Token, ScopeClosed> {
+        let site = Location::caller();
+        let binding = self.inner().bind(name, site)?;
+        let registry = Registry {
+            inner: self.inner().registry.clone(),
+        };
+        let mut t = Token::create(&registry, SeriesKind::Token, name, site);
+        t.set_binding(binding);
+        Ok(t)
+    }
+
+    /// A named callback bound to this scope.
+    #[track_caller]
+    pub fn named<F>(&self, name: &str, f: F) -> Result<Named<F>, ScopeClosed> {
+        Ok(Named::from_parts(f, self.token(name)?))
+    }
+
+    /// Binds an existing token (e.g. a subscription's) to this scope.
+    #[track_caller]
+    pub fn bind(&self, token: &mut Token) -> Result<(), ScopeClosed> {
+        let binding = self.inner().bind(token.name(), Location::caller())?;
+        token.set_binding(binding);
+        Ok(())
+    }
+
+    pub(crate) fn bind_site(
+        &self,
+        token: &mut Token,
+        site: SiteLocation,
+    ) -> Result<(), ScopeClosed> {
+        let binding = self.inner().bind(token.name(), site)?;
+        token.set_binding(binding);
+        Ok(())
+    }
+
+    /// Reports outlived items now instead of waiting for the background check. Returns
+    /// nothing; findings go to observers and snapshots as usual.
+    pub fn check_now(&self) {
+        self.inner().check_outlived(Instant::now());
+    }
+}
+
+/// Scope findings whose observers panicked in `registry` (caught, never propagated).
+pub fn observer_panics(registry: &Registry) -> u64 {
+    registry.inner.findings.observer_panics()
+}
+
+/// One background thread checks closed scopes when their grace period ends, so outlived
+/// items are reported the moment the grace expires rather than at the next snapshot. It is
+/// started only when a scope closes with items still bound.
+struct Janitor {
+    queue: Mutex<BinaryHeap<Due>>,
+    wake: Condvar,
+}
+
+struct Due {
+    at: Instant,
+    scope: Weak<ScopeInner>,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, o: &Self) -> bool {
+        self.at == o.at
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Due {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest deadline on top.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.at.cmp(&self.at)
+    }
+}
+
+fn janitor() -> &'static Janitor {
+    static J: OnceLock<&'static Janitor> = OnceLock::new();
+    J.get_or_init(|| {
+        let j: &'static Janitor = Box::leak(Box::new(Janitor {
+            queue: Mutex::new(BinaryHeap::new()),
+            wake: Condvar::new(),
+        }));
+        std::thread::Builder::new()
+            .name("leakwatch-scopes".into())
+            .spawn(move || j.run())
+            .expect("spawn the leakwatch scope checker thread");
+        j
+    })
+}
+
+impl Janitor {
+    fn schedule(&self, at: Instant, scope: Weak<ScopeInner>) {
+        self.queue.lock().push(Due { at, scope });
+        self.wake.notify_one();
+    }
+
+    fn run(&self) {
+        let mut q = self.queue.lock();
+        loop {
+            let now = Instant::now();
+            match q.peek().map(|d| d.at) {
+                None => {
+                    self.wake.wait(&mut q);
+                }
+                Some(at) if at > now => {
+                    self.wake.wait_until(&mut q, at);
+                }
+                Some(_) => {
+                    let due = q.pop().expect("peeked");
+                    drop(q);
+                    if let Some(scope) = due.scope.upgrade() {
+                        scope.check_outlived(Instant::now());
+                    }
+                    q = self.queue.lock();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn late_registration_is_refused_counted_and_observed() {
+        let reg = Registry::new();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        reg.on_scope_finding(move |f| tx.lock().send(f.clone()).unwrap());
+        let s = Scope::builder("conn").registry(&reg).open();
+        s.close();
+        let err = s.token("relay").unwrap_err();
+        assert_eq!(err.scope, "conn");
+        assert!(err.site.contains("scope.rs"), "{}", err.site);
+        let f = rx.try_recv().expect("observer called at once");
+        assert_eq!(f.kind(), "late_registration");
+        assert_eq!(f.item(), "relay");
+        let snap = reg.snapshot();
+        assert_eq!(snap.get("conn").unwrap().extra("late"), 1);
+        assert_eq!(snap.findings.len(), 1);
+        assert_eq!(snap.live("relay"), 0, "refused registration creates nothing");
+    }
+
+    #[test]
+    fn outlived_items_are_reported_after_grace_once() {
+        let reg = Registry::new();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        reg.on_scope_finding(move |f| tx.lock().send(f.clone()).unwrap());
+        let s = Scope::builder("conn")
+            .registry(&reg)
+            .grace(Duration::from_millis(50))
+            .open();
+        let kept = s.token("relay").unwrap();
+        let released = s.token("other").unwrap();
+        drop(released);
+        s.close();
+        let f = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("outlived finding");
+        assert_eq!(f.kind(), "outlived");
+        assert_eq!(f.item(), "relay");
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "reported once");
+        s.check_now();
+        assert!(rx.try_recv().is_err(), "still only once");
+        assert_eq!(reg.snapshot().get("conn").unwrap().extra("outlived"), 1);
+        drop(kept);
+    }
+
+    #[test]
+    fn nothing_reported_when_items_go_in_time() {
+        let reg = Registry::new();
+        let s = Scope::builder("conn")
+            .registry(&reg)
+            .grace(Duration::from_millis(20))
+            .open();
+        let t = s.token("relay").unwrap();
+        s.close();
+        drop(t);
+        std::thread::sleep(Duration::from_millis(80));
+        s.check_now();
+        let snap = reg.snapshot();
+        assert_eq!(snap.get("conn").unwrap().extra("outlived"), 0);
+        assert!(snap.findings.is_empty());
+    }
+
+    #[test]
+    fn dropping_last_handle_closes_and_counts() {
+        let reg = Registry::new();
+        let s = Scope::builder("conn").registry(&reg).open();
+        let s2 = s.clone();
+        assert_eq!(reg.snapshot().live("conn"), 1);
+        drop(s);
+        assert_eq!(reg.snapshot().live("conn"), 1);
+        drop(s2);
+        assert_eq!(reg.snapshot().live("conn"), 0);
+    }
+
+    #[test]
+    fn panicking_observer_is_contained() {
+        let reg = Registry::new();
+        reg.on_scope_finding(|_| panic!("observer bug"));
+        let s = Scope::builder("conn").registry(&reg).open();
+        s.close();
+        assert!(s.token("x").is_err());
+        assert_eq!(observer_panics(&reg), 1);
+    }
+}

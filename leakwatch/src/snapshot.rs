@@ -1,0 +1,425 @@
+//! `Snapshot`: every series of a registry read at one moment, as plain data.
+//!
+//! This module owns the snapshot's JSON shape and the one flattening of series into numeric
+//! metrics ([`Snapshot::metrics`]) that every consumer uses: the watchdog, the recording, the
+//! `metrics` facade bridge and the StatsD exporter. Names are dot-separated and
+//! Graphite-friendly: `<metric>.<series name>`, e.g. `live.presence.Watch`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::memory::Memory;
+use crate::registry::Registry;
+use crate::scope::ScopeFinding;
+use crate::site::Site;
+
+/// What kind of thing a series counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesKind {
+    /// Instances of a `#[tracked]` type.
+    Type,
+    /// [`Token`](crate::Token)s and [`named`](crate::named) callbacks.
+    Token,
+    /// Registrations in a [`Callbacks`](crate::Callbacks) registry.
+    Callbacks,
+    /// Open connections of a [`Connections`](crate::Connections) tracker.
+    Connections,
+    /// Open [`Scope`](crate::Scope)s.
+    Scope,
+    /// An [`EventCounter`](crate::EventCounter): only `created` (the total) is meaningful.
+    Counter,
+}
+
+impl SeriesKind {
+    /// The per-kind event totals a series of this kind carries besides created/dropped.
+    pub fn extra_names(self) -> &'static [&'static str] {
+        match self {
+            SeriesKind::Type | SeriesKind::Token | SeriesKind::Counter => &[],
+            SeriesKind::Callbacks => &["delivered", "emitted"],
+            SeriesKind::Connections => &[
+                "closed_normal",
+                "closed_aborted",
+                "closed_dead",
+                "closed_error",
+                "reaped",
+            ],
+            SeriesKind::Scope => &["late", "outlived"],
+        }
+    }
+
+    /// Lower-case name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesKind::Type => "type",
+            SeriesKind::Token => "token",
+            SeriesKind::Callbacks => "callbacks",
+            SeriesKind::Connections => "connections",
+            SeriesKind::Scope => "scope",
+            SeriesKind::Counter => "counter",
+        }
+    }
+}
+
+/// Counts of a `#[tracked]` type or any other series.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Items ever created (tracked instances, tokens, registrations, opened connections).
+    pub created: u64,
+    /// Items dropped, unregistered or closed.
+    pub dropped: u64,
+    /// `created - dropped`: items alive now.
+    pub live: u64,
+    /// Highest live count observed by any read (counts, snapshot, watchdog sample). Exact
+    /// peaks would need a shared write on every creation; sampling keeps counting contention-free.
+    pub peak: u64,
+    /// Approximate heap/stack bytes held by live instances (`size_of::<T>() × live`), for
+    /// tracked types.
+    pub live_bytes: Option<u64>,
+}
+
+/// One series as read in a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesSnapshot {
+    /// Series name, e.g. `presence.Watch` or `presence.relay`.
+    pub name: String,
+    /// What the series counts.
+    pub kind: SeriesKind,
+    /// Items ever created.
+    pub created: u64,
+    /// Items dropped.
+    pub dropped: u64,
+    /// Items alive.
+    pub live: u64,
+    /// Sampled high-water mark of `live`.
+    pub peak: u64,
+    /// `size_of × live` for tracked types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_bytes: Option<u64>,
+    /// Per-kind totals (see [`SeriesKind::extra_names`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, u64>,
+    /// Creation sites with live items, oldest first, where known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<Site>,
+}
+
+impl SeriesSnapshot {
+    /// The counts of this series.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            created: self.created,
+            dropped: self.dropped,
+            live: self.live,
+            peak: self.peak,
+            live_bytes: self.live_bytes,
+        }
+    }
+
+    /// An extra total such as `delivered` or `closed_aborted` (0 if absent).
+    pub fn extra(&self, name: &str) -> u64 {
+        self.extra.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// Whether a flattened metric is a level or a running total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// A level that can go up and down (live counts, bytes): export as a gauge, set.
+    Gauge,
+    /// A monotonic total (created, dropped, delivered): export deltas as a counter.
+    Counter,
+}
+
+/// One flattened numeric metric of a snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    /// Dot-separated name, e.g. `live.presence.Watch`.
+    pub name: String,
+    /// Current value.
+    pub value: f64,
+    /// Gauge or counter.
+    pub kind: MetricKind,
+}
+
+/// Every series of a registry, read at one moment. Serialises to JSON with serde, prints as a
+/// table with `{}`, and compares with [`Snapshot::diff`].
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Milliseconds since the Unix epoch when the snapshot was taken.
+    pub taken_at_ms: u64,
+    /// Every series, sorted by name then kind.
+    pub series: Vec<SeriesSnapshot>,
+    /// Process memory (global registry only).
+    pub memory: Memory,
+    /// Recent scope findings (late registrations, outlived scopes), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<ScopeFinding>,
+    #[serde(skip)]
+    pub(crate) registry: Option<Registry>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("taken_at_ms", &self.taken_at_ms)
+            .field("series", &self.series)
+            .field("memory", &self.memory)
+            .field("findings", &self.findings)
+            .finish()
+    }
+}
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.taken_at_ms == other.taken_at_ms
+            && self.series == other.series
+            && self.memory == other.memory
+            && self.findings == other.findings
+    }
+}
+
+impl Snapshot {
+    pub(crate) fn assemble(
+        registry: Registry,
+        mut series: Vec<SeriesSnapshot>,
+        memory: Memory,
+        findings: Vec<ScopeFinding>,
+    ) -> Snapshot {
+        series.sort_by(|a, b| (&a.name, a.kind).cmp(&(&b.name, b.kind)));
+        let taken_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Snapshot {
+            taken_at_ms,
+            series,
+            memory,
+            findings,
+            registry: Some(registry),
+        }
+    }
+
+    /// The series called `name` (the first by kind order if several kinds share a name).
+    pub fn get(&self, name: &str) -> Option<&SeriesSnapshot> {
+        let i = self.series.partition_point(|s| s.name.as_str() < name);
+        self.series.get(i).filter(|s| s.name == name)
+    }
+
+    /// The series called `name` of `kind`.
+    pub fn get_kind(&self, name: &str, kind: SeriesKind) -> Option<&SeriesSnapshot> {
+        self.series.iter().find(|s| s.name == name && s.kind == kind)
+    }
+
+    /// Live count of `name`, 0 if unknown.
+    pub fn live(&self, name: &str) -> u64 {
+        self.get(name).map_or(0, |s| s.live)
+    }
+
+    /// The registry this snapshot was read from (None once deserialised).
+    pub fn registry(&self) -> Option<&Registry> {
+        self.registry.as_ref()
+    }
+
+    /// Every value of this snapshot as flat, dot-separated metrics:
+    ///
+    /// | metric | kind | for |
+    /// |---|---|---|
+    /// | `live.<name>` | gauge | every series |
+    /// | `peak.<name>` | gauge | every series |
+    /// | `created.<name>`, `dropped.<name>` | counter | every series |
+    /// | `bytes.<name>` | gauge | tracked types |
+    /// | `delivered.<name>`, `emitted.<name>` | counter | callback registries |
+    /// | `closed_normal.<name>` … `closed_error.<name>`, `reaped.<name>` | counter | connections |
+    /// | `late.<name>`, `outlived.<name>` | counter | scopes |
+    /// | `count.<name>` (only this) | counter | event counters |
+    /// | `memory.resident_bytes`, `memory.heap_bytes` | gauge | process |
+    /// | `memory.allocations`, `memory.deallocations` | counter | process (counting allocator) |
+    pub fn metrics(&self) -> Vec<Metric> {
+        let mut out = Vec::with_capacity(self.series.len() * 4 + 4);
+        let mut push = |name: String, value: u64, kind: MetricKind| {
+            out.push(Metric {
+                name,
+                value: value as f64,
+                kind,
+            })
+        };
+        for s in &self.series {
+            if s.kind == SeriesKind::Counter {
+                push(format!("count.{}", s.name), s.created, MetricKind::Counter);
+                continue;
+            }
+            push(format!("live.{}", s.name), s.live, MetricKind::Gauge);
+            push(format!("peak.{}", s.name), s.peak, MetricKind::Gauge);
+            push(format!("created.{}", s.name), s.created, MetricKind::Counter);
+            push(format!("dropped.{}", s.name), s.dropped, MetricKind::Counter);
+            if let Some(b) = s.live_bytes {
+                push(format!("bytes.{}", s.name), b, MetricKind::Gauge);
+            }
+            for (k, v) in &s.extra {
+                push(format!("{k}.{}", s.name), *v, MetricKind::Counter);
+            }
+        }
+        let m = &self.memory;
+        if let Some(v) = m.resident_bytes {
+            push("memory.resident_bytes".into(), v, MetricKind::Gauge);
+        }
+        if let Some(h) = &m.heap {
+            push("memory.heap_bytes".into(), h.live_bytes, MetricKind::Gauge);
+            push("memory.allocations".into(), h.allocations, MetricKind::Counter);
+            push(
+                "memory.deallocations".into(),
+                h.deallocations,
+                MetricKind::Counter,
+            );
+        }
+        out
+    }
+
+    /// What changed since `earlier`: per series, the change of live, created and dropped.
+    /// Series that appeared since count from zero; series that vanished count to zero.
+    pub fn diff(&self, earlier: &Snapshot) -> SnapshotDiff {
+        let key = |s: &SeriesSnapshot| (s.name.clone(), s.kind);
+        let before: BTreeMap<_, _> = earlier.series.iter().map(|s| (key(s), s)).collect();
+        let after: BTreeMap<_, _> = self.series.iter().map(|s| (key(s), s)).collect();
+        let mut keys: Vec<_> = before.keys().chain(after.keys()).cloned().collect();
+        keys.sort();
+        keys.dedup();
+        let changes = keys
+            .into_iter()
+            .filter_map(|k| {
+                let b = before.get(&k).map(|s| s.counts()).unwrap_or_default();
+                let a = after.get(&k).map(|s| s.counts()).unwrap_or_default();
+                let change = SeriesChange {
+                    name: k.0.clone(),
+                    kind: k.1,
+                    live: a.live as i64 - b.live as i64,
+                    created: a.created.saturating_sub(b.created),
+                    dropped: a.dropped.saturating_sub(b.dropped),
+                    live_now: a.live,
+                    sites: after.get(&k).map(|s| s.sites.clone()).unwrap_or_default(),
+                };
+                (change.live != 0 || change.created != 0 || change.dropped != 0).then_some(change)
+            })
+            .collect();
+        SnapshotDiff {
+            elapsed_ms: self.taken_at_ms.saturating_sub(earlier.taken_at_ms),
+            changes,
+        }
+    }
+}
+
+/// The change of one series between two snapshots.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesChange {
+    /// Series name.
+    pub name: String,
+    /// Series kind.
+    pub kind: SeriesKind,
+    /// Change of the live count (positive: grew).
+    pub live: i64,
+    /// Items created in between.
+    pub created: u64,
+    /// Items dropped in between.
+    pub dropped: u64,
+    /// Live count in the later snapshot.
+    pub live_now: u64,
+    /// Creation sites with live items in the later snapshot.
+    pub sites: Vec<Site>,
+}
+
+/// The result of [`Snapshot::diff`]: only series that changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotDiff {
+    /// Milliseconds between the two snapshots.
+    pub elapsed_ms: u64,
+    /// Series that changed, by name.
+    pub changes: Vec<SeriesChange>,
+}
+
+impl SnapshotDiff {
+    /// Series whose live count grew.
+    pub fn grown(&self) -> impl Iterator<Item = &SeriesChange> {
+        self.changes.iter().filter(|c| c.live > 0)
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+impl fmt::Display for SnapshotDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<40} {:<12} {:>10} {:>10} {:>10}",
+            "series", "kind", "Δlive", "created", "dropped"
+        )?;
+        for c in &self.changes {
+            writeln!(
+                f,
+                "{:<40} {:<12} {:>+10} {:>10} {:>10}",
+                c.name,
+                c.kind.as_str(),
+                c.live,
+                c.created,
+                c.dropped
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Snapshot {
+    /// A readable table: one row per series, then process memory.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<40} {:<12} {:>10} {:>10} {:>12} {:>12}",
+            "series", "kind", "live", "peak", "created", "dropped"
+        )?;
+        for s in &self.series {
+            let extra: Vec<String> = s
+                .extra
+                .iter()
+                .filter(|(_, v)| **v > 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            writeln!(
+                f,
+                "{:<40} {:<12} {:>10} {:>10} {:>12} {:>12}{}",
+                s.name,
+                s.kind.as_str(),
+                s.live,
+                s.peak,
+                s.created,
+                s.dropped,
+                if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {}", extra.join(" "))
+                }
+            )?;
+        }
+        if let Some(r) = self.memory.resident_bytes {
+            writeln!(f, "{:<40} {:<12} {:>10}", "memory.resident_bytes", "memory", r)?;
+        }
+        if let Some(h) = &self.memory.heap {
+            writeln!(
+                f,
+                "{:<40} {:<12} {:>10}",
+                "memory.heap_bytes", "memory", h.live_bytes
+            )?;
+        }
+        for finding in &self.findings {
+            writeln!(f, "finding: {finding}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Workspace-level integration tests and examples for leakwatch; see `tests/` and `examples/`.
