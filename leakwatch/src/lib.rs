@@ -60,6 +60,7 @@ mod counter;
 mod event;
 pub mod facade;
 pub mod memory;
+pub mod recording;
 mod registry;
 pub mod scope;
 mod site;

@@ -1,0 +1,495 @@
+//! The recording format: JSON Lines, written by the watchdog and read by `leakwatch analyze`
+//! and `leakwatch plot`. This module is the only place that knows the format.
+//!
+//! ```text
+//! {"leakwatch":"recording","version":1,"interval_ms":1000,"started_at_ms":1764000000000}
+//! {"t":1.0,"values":{"live.presence.Watch":12,"memory.resident_bytes":10485760}}
+//! {"t":2.0,"values":{"live.presence.Watch":13,"memory.resident_bytes":10489856}}
+//! {"t":2.0,"alert":{"rule":"growth","series":"live.presence.Watch","state":"firing", ...}}
+//! ```
+//!
+//! * Line 1 is a header object with `"leakwatch": "recording"`, `"version": 1` and
+//!   `"interval_ms"`; other header keys (`started_at_ms`, `part`) are informational.
+//! * Then one object per tick: `"t"` is seconds since the recording started (a float) and
+//!   `"values"` maps series names to numbers. A series missing from a tick had no value then.
+//! * Lines with an `"alert"` key carry an alert (see `Alert`); readers that do not care skip them.
+//! * Readers ignore unknown keys, so later versions can add some without breaking old readers.
+//!
+//! Size is bounded by rotation: when a file exceeds its byte limit it is renamed to
+//! `<file>.1` (older parts shift to `.2`, ... up to the number kept) and a new file starts with
+//! a new header whose `part` increases; `t` keeps counting from the original start.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The format version this crate writes and reads.
+pub const VERSION: u32 = 1;
+
+/// The header line of a recording.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always `"recording"`.
+    pub leakwatch: String,
+    /// Format version.
+    pub version: u32,
+    /// Sampling interval in milliseconds.
+    pub interval_ms: u64,
+    /// Unix time in milliseconds of `t = 0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    /// Rotation part number, 0 for the first file.
+    #[serde(default)]
+    pub part: u32,
+}
+
+impl Header {
+    /// A version-1 header.
+    pub fn new(interval_ms: u64, started_at_ms: Option<u64>) -> Header {
+        Header {
+            leakwatch: "recording".into(),
+            version: VERSION,
+            interval_ms,
+            started_at_ms,
+            part: 0,
+        }
+    }
+}
+
+/// One line of a recording after the header.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// One sample of every series.
+    Tick {
+        /// Seconds since the recording started.
+        t: f64,
+        /// Series values.
+        values: BTreeMap<String, f64>,
+    },
+    /// An alert raised (or resolved) at `t`.
+    Alert {
+        /// Seconds since the recording started.
+        t: f64,
+        /// The alert object as written (at least `rule`, `series`, `state`).
+        alert: Value,
+    },
+}
+
+/// Why a recording could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    /// The file could not be opened or read.
+    #[error("cannot read recording {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file is empty.
+    #[error("{path} is empty: a recording starts with a header line \
+             {{\"leakwatch\":\"recording\",\"version\":1,...}}")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The first line is not a recording header.
+    #[error("{path}:1: not a leakwatch recording header ({reason}); expected \
+             {{\"leakwatch\":\"recording\",\"version\":1,\"interval_ms\":N}}")]
+    BadHeader {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The recording was written by a newer, incompatible version.
+    #[error("{path}:1: recording version {found} is not supported (this leakwatch reads version {VERSION})")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// A line after the header is malformed.
+    #[error("{path}:{line}: {reason}")]
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Reads a recording line by line.
+pub struct RecordingReader<R> {
+    path: PathBuf,
+    lines: io::Lines<R>,
+    line_no: usize,
+    header: Header,
+}
+
+impl RecordingReader<BufReader<File>> {
+    /// Opens `path` and reads its header.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, RecordingError> {
+        let path = path.as_ref().to_path_buf();
+        let f = File::open(&path).map_err(|source| RecordingError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        RecordingReader::new(path, BufReader::new(f))
+    }
+}
+
+impl<R: BufRead> RecordingReader<R> {
+    /// Reads the header from `input`; `path` is used in error messages.
+    pub fn new(path: impl Into<PathBuf>, input: R) -> Result<Self, RecordingError> {
+        let path = path.into();
+        let mut lines = input.lines();
+        let first = match lines.next() {
+            None => return Err(RecordingError::Empty { path }),
+            Some(Err(source)) => return Err(RecordingError::Io { path, source }),
+            Some(Ok(l)) => l,
+        };
+        let header = parse_header(&path, &first)?;
+        Ok(RecordingReader {
+            path,
+            lines,
+            line_no: 1,
+            header,
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Lines read so far (for progress output).
+    pub fn line_number(&self) -> usize {
+        self.line_no
+    }
+
+    fn bad(&self, reason: impl Into<String>) -> RecordingError {
+        RecordingError::BadLine {
+            path: self.path.clone(),
+            line: self.line_no,
+            reason: reason.into(),
+        }
+    }
+}
+
+fn parse_header(path: &Path, line: &str) -> Result<Header, RecordingError> {
+    let bad = |reason: String| RecordingError::BadHeader {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let v: Value = serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    if v.get("leakwatch").and_then(Value::as_str) != Some("recording") {
+        return Err(bad("no \"leakwatch\": \"recording\" key".into()));
+    }
+    let version = v
+        .get("version")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| bad("no numeric \"version\"".into()))?;
+    if version != u64::from(VERSION) {
+        return Err(RecordingError::Version {
+            path: path.to_path_buf(),
+            found: version as u32,
+        });
+    }
+    serde_json::from_value(v).map_err(|e| bad(e.to_string()))
+}
+
+impl<R: BufRead> Iterator for RecordingReader<R> {
+    type Item = Result<Record, RecordingError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = match self.lines.next()? {
+                Ok(l) => l,
+                Err(source) => {
+                    return Some(Err(RecordingError::Io {
+                        path: self.path.clone(),
+                        source,
+                    }));
+                }
+            };
+            self.line_no += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Some(self.parse_line(&line));
+        }
+    }
+}
+
+impl<R: BufRead> RecordingReader<R> {
+    fn parse_line(&self, line: &str) -> Result<Record, RecordingError> {
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| self.bad(format!("invalid JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| self.bad("expected a JSON object"))?;
+        let t = obj
+            .get("t")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| self.bad("missing numeric \"t\" (seconds since start)"))?;
+        if let Some(alert) = obj.get("alert") {
+            return Ok(Record::Alert {
+                t,
+                alert: alert.clone(),
+            });
+        }
+        let values = obj
+            .get("values")
+            .and_then(Value::as_object)
+            .ok_or_else(|| self.bad("missing \"values\" object"))?;
+        let mut out = BTreeMap::new();
+        for (k, v) in values {
+            match v {
+                Value::Number(n) => {
+                    out.insert(k.clone(), n.as_f64().unwrap_or(f64::NAN));
+                }
+                // Absent samples may be written as null; they are simply not values.
+                Value::Null => {}
+                other => {
+                    return Err(self.bad(format!(
+                        "value of \"{k}\" must be a number, found {other}"
+                    )));
+                }
+            }
+        }
+        Ok(Record::Tick { t, values: out })
+    }
+}
+
+/// Size limit and rotation for a [`RecordingWriter`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// Start a new file once the current one exceeds this many bytes.
+    pub max_bytes: u64,
+    /// Rotated files kept besides the current one (`.1` ... `.N`); older ones are deleted.
+    pub keep: u32,
+}
+
+impl Default for Rotation {
+    /// 64 MiB per file, 3 old files kept: at most 256 MiB on disk.
+    fn default() -> Self {
+        Rotation {
+            max_bytes: 64 * 1024 * 1024,
+            keep: 3,
+        }
+    }
+}
+
+/// Writes a recording, rotating by size.
+pub struct RecordingWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    written: u64,
+    header: Header,
+    rotation: Rotation,
+}
+
+impl std::fmt::Debug for RecordingWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingWriter")
+            .field("path", &self.path)
+            .field("written", &self.written)
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct TickLine<'a, V: Serialize> {
+    t: f64,
+    values: &'a V,
+}
+
+#[derive(Serialize)]
+struct AlertLine<'a, A: Serialize> {
+    t: f64,
+    alert: &'a A,
+}
+
+impl RecordingWriter {
+    /// Creates (truncates) `path` and writes the header.
+    pub fn create(path: impl AsRef<Path>, header: Header, rotation: Rotation) -> io::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut w = RecordingWriter {
+            out: BufWriter::new(File::create(&path)?),
+            path,
+            written: 0,
+            header,
+            rotation,
+        };
+        w.write_header()?;
+        Ok(w)
+    }
+
+    fn write_header(&mut self) -> io::Result<()> {
+        let line = serde_json::to_string(&self.header).map_err(io::Error::other)?;
+        self.write_line(&line)
+    }
+
+    fn write_line(&mut self, line: &str) -> io::Result<()> {
+        self.out.write_all(line.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        self.written += line.len() as u64 + 1;
+        Ok(())
+    }
+
+    /// Writes one tick. `values` must serialise as a JSON object of numbers, e.g. a
+    /// `BTreeMap<&str, f64>`.
+    pub fn tick(&mut self, t: f64, values: &impl Serialize) -> io::Result<()> {
+        let line = serde_json::to_string(&TickLine { t, values }).map_err(io::Error::other)?;
+        self.write_line(&line)?;
+        self.rotate_if_needed()
+    }
+
+    /// Writes an alert line.
+    pub fn alert(&mut self, t: f64, alert: &impl Serialize) -> io::Result<()> {
+        let line = serde_json::to_string(&AlertLine { t, alert }).map_err(io::Error::other)?;
+        self.write_line(&line)?;
+        self.rotate_if_needed()
+    }
+
+    /// Flushes buffered lines to the file.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn rotate_if_needed(&mut self) -> io::Result<()> {
+        if self.written < self.rotation.max_bytes {
+            return Ok(());
+        }
+        self.out.flush()?;
+        let numbered = |n: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        if self.rotation.keep == 0 {
+            fs::remove_file(&self.path)?;
+        } else {
+            let _ = fs::remove_file(numbered(self.rotation.keep));
+            for n in (1..self.rotation.keep).rev() {
+                let from = numbered(n);
+                if from.exists() {
+                    fs::rename(&from, numbered(n + 1))?;
+                }
+            }
+            fs::rename(&self.path, numbered(1))?;
+        }
+        self.out = BufWriter::new(File::create(&self.path)?);
+        self.written = 0;
+        self.header.part += 1;
+        self.write_header()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("leakwatch-rec-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d.join("rec.jsonl")
+    }
+
+    #[test]
+    fn round_trip() {
+        let p = tmp("rt");
+        let mut w = RecordingWriter::create(&p, Header::new(1000, Some(5)), Rotation::default())
+            .unwrap();
+        let mut v = BTreeMap::new();
+        v.insert("live.a", 1.0);
+        w.tick(1.0, &v).unwrap();
+        w.alert(1.0, &serde_json::json!({"rule":"growth","series":"live.a","state":"firing"}))
+            .unwrap();
+        w.flush().unwrap();
+        let r = RecordingReader::open(&p).unwrap();
+        assert_eq!(r.header().interval_ms, 1000);
+        let recs: Vec<Record> = r.map(Result::unwrap).collect();
+        assert_eq!(recs.len(), 2);
+        assert!(matches!(&recs[0], Record::Tick { t, values } if *t == 1.0 && values["live.a"] == 1.0));
+        assert!(matches!(&recs[1], Record::Alert { alert, .. } if alert["state"] == "firing"));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let input = "{\"leakwatch\":\"recording\",\"version\":1,\"interval_ms\":1000}\n\
+                     {\"t\":1,\"values\":{\"a\":1}}\n\
+                     {\"t\":2,\"values\":{\"a\":\"x\"}}\n";
+        let r = RecordingReader::new("x.jsonl", input.as_bytes()).unwrap();
+        let results: Vec<_> = r.collect();
+        assert!(results[0].is_ok());
+        let e = results[1].as_ref().unwrap_err().to_string();
+        assert!(e.starts_with("x.jsonl:3:"), "{e}");
+        assert!(e.contains("must be a number"), "{e}");
+    }
+
+    #[test]
+    fn rejects_non_recordings() {
+        let e = RecordingReader::new("y", "{\"hello\":1}\n".as_bytes())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("y:1"), "{e}");
+        let e = RecordingReader::new("y", &b""[..]).err().unwrap().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = RecordingReader::new(
+            "y",
+            "{\"leakwatch\":\"recording\",\"version\":9,\"interval_ms\":1}".as_bytes(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("version 9"), "{e}");
+    }
+
+    #[test]
+    fn rotates_by_size_and_keeps_n() {
+        let p = tmp("rot");
+        let mut w = RecordingWriter::create(
+            &p,
+            Header::new(1000, None),
+            Rotation {
+                max_bytes: 200,
+                keep: 2,
+            },
+        )
+        .unwrap();
+        let mut v = BTreeMap::new();
+        v.insert("live.some.series.name", 12345.0);
+        for i in 0..40 {
+            w.tick(f64::from(i), &v).unwrap();
+        }
+        w.flush().unwrap();
+        let dir = p.parent().unwrap();
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["rec.jsonl", "rec.jsonl.1", "rec.jsonl.2"]);
+        for n in &names {
+            let r = RecordingReader::open(dir.join(n)).unwrap();
+            assert!(r.header().part > 0);
+            assert!(fs::metadata(dir.join(n)).unwrap().len() < 400);
+        }
+    }
+}
