@@ -1,10 +1,10 @@
 //! The engine: routes samples to the rules that watch them and collects transitions.
 
+use crate::ConfigError;
 use crate::duration_secs;
 use crate::finding::Finding;
 use crate::rules::growth::{CompiledGrowth, Context, GrowthTrack, Scratch};
 use crate::rules::{RuleSet, Sustained};
-use crate::ConfigError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -49,7 +49,11 @@ impl Hasher for Fnv {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for b in bytes {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0100_0000_01b3);
@@ -114,7 +118,10 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("rules", &self.rules).field("series", &self.index.len()).finish()
+        f.debug_struct("Engine")
+            .field("rules", &self.rules)
+            .field("series", &self.index.len())
+            .finish()
     }
 }
 
@@ -135,8 +142,16 @@ impl Engine {
                 expected: "a fraction in 0..1, e.g. 0.1",
             });
         }
-        let growth = rules.growth.iter().map(|r| r.compile()).collect::<Result<Vec<_>, _>>()?;
-        let divergence = rules.divergence.iter().map(|_| (Sustained::default(), 0)).collect();
+        let growth = rules
+            .growth
+            .iter()
+            .map(|r| r.compile())
+            .collect::<Result<Vec<_>, _>>()?;
+        let divergence = rules
+            .divergence
+            .iter()
+            .map(|_| (Sustained::default(), 0))
+            .collect();
         Ok(Self {
             rules,
             growth,
@@ -209,7 +224,11 @@ impl Engine {
                 }
             }
             for (rule, tr) in &mut s.plain {
-                let ctx = Context { series: &s.name, value: v, other: None };
+                let ctx = Context {
+                    series: &s.name,
+                    value: v,
+                    other: None,
+                };
                 tr.push(&self.growth[*rule], t, v, ctx, &mut self.scratch, out);
             }
             self.touched.push(id);
@@ -236,7 +255,11 @@ impl Engine {
             for j in 0..n_rel {
                 let rule = self.slots[id].as_ref().expect("live").relative[j].rule;
                 let c = &self.growth[rule];
-                let load_name = c.rule.relative_to.as_deref().expect("relative track has a load");
+                let load_name = c
+                    .rule
+                    .relative_to
+                    .as_deref()
+                    .expect("relative track has a load");
                 let Some((load, load_resets)) = fresh(&self.slots, &self.index, load_name) else {
                     continue;
                 };
@@ -248,21 +271,36 @@ impl Engine {
                 }
                 if load > 0.0 {
                     let ratio = s.value / load;
-                    let ctx = Context { series: &s.name, value: s.value, other: Some((load_name, load)) };
+                    let ctx = Context {
+                        series: &s.name,
+                        value: s.value,
+                        other: Some((load_name, load)),
+                    };
                     r.track.push(c, t, ratio, ctx, &mut self.scratch, out);
                 }
             }
             let n_ceil = self.slots[id].as_ref().map_or(0, |s| s.ceilings.len());
             for j in 0..n_ceil {
-                let rule = &self.rules.ceiling[self.slots[id].as_ref().expect("live").ceilings[j].0];
-                let unit = rule.per().and_then(|p| fresh(&self.slots, &self.index, p)).map(|(v, _)| v);
-                let Some(limit) = rule.limit_for(unit) else { continue };
+                let rule =
+                    &self.rules.ceiling[self.slots[id].as_ref().expect("live").ceilings[j].0];
+                let unit = rule
+                    .per()
+                    .and_then(|p| fresh(&self.slots, &self.index, p))
+                    .map(|(v, _)| v);
+                let Some(limit) = rule.limit_for(unit) else {
+                    continue;
+                };
                 let s = self.slots[id].as_mut().expect("live");
                 let (value, name) = (s.value, &s.name);
                 let clear = rule.clear_after.as_secs_f64();
-                s.ceilings[j].1.step(t, value > limit, rule.sustain.as_secs_f64(), clear, out, |since, at| {
-                    rule.finding(name, value, unit, limit, since, at)
-                });
+                s.ceilings[j].1.step(
+                    t,
+                    value > limit,
+                    rule.sustain.as_secs_f64(),
+                    clear,
+                    out,
+                    |since, at| rule.finding(name, value, unit, limit, since, at),
+                );
             }
             let s = self.slots[id].as_ref().expect("live");
             for &d in &s.divergence {
@@ -274,16 +312,19 @@ impl Engine {
         }
         for &d in &self.due {
             let rule = &self.rules.divergence[d];
-            let (Some((a, _)), Some((b, _))) =
-                (fresh(&self.slots, &self.index, &rule.series), fresh(&self.slots, &self.index, &rule.other))
-            else {
+            let (Some((a, _)), Some((b, _))) = (
+                fresh(&self.slots, &self.index, &rule.series),
+                fresh(&self.slots, &self.index, &rule.other),
+            ) else {
                 continue;
             };
             let (violated, expected) = rule.check(a, b);
             let (sustain, clear) = (rule.sustain.as_secs_f64(), rule.clear_after.as_secs_f64());
-            self.divergence[d].0.step(t, violated, sustain, clear, out, |since, at| {
-                rule.finding(a, b, expected, since, at)
-            });
+            self.divergence[d]
+                .0
+                .step(t, violated, sustain, clear, out, |since, at| {
+                    rule.finding(a, b, expected, since, at)
+                });
         }
     }
 
@@ -311,9 +352,11 @@ impl Engine {
                 let track = c.track(phase);
                 match &c.rule.relative_to {
                     None => s.plain.push((i, track)),
-                    Some(load) if load.as_str() != name => {
-                        s.relative.push(RelativeTrack { rule: i, load_resets: 0, track })
-                    }
+                    Some(load) if load.as_str() != name => s.relative.push(RelativeTrack {
+                        rule: i,
+                        load_resets: 0,
+                        track,
+                    }),
                     Some(_) => {}
                 }
             }
@@ -346,7 +389,9 @@ impl Engine {
     fn sweep(&mut self, t: f64, out: &mut Vec<Finding>) {
         let stale_before = t - self.config.stale_after.as_secs_f64();
         for id in 0..self.slots.len() {
-            let Some(s) = &mut self.slots[id] else { continue };
+            let Some(s) = &mut self.slots[id] else {
+                continue;
+            };
             if s.seen >= stale_before {
                 continue;
             }
@@ -377,7 +422,11 @@ impl Engine {
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| {
-                    let load = self.growth[r.rule].rule.relative_to.as_deref().unwrap_or_default();
+                    let load = self.growth[r.rule]
+                        .rule
+                        .relative_to
+                        .as_deref()
+                        .unwrap_or_default();
                     !self.index.contains_key(load)
                 })
                 .map(|(j, _)| j)
@@ -406,7 +455,11 @@ impl Engine {
     pub fn state_bytes_per_series(&self) -> usize {
         std::mem::size_of::<Series>()
             + std::mem::size_of::<(Box<str>, usize)>()
-            + self.growth.iter().map(|c| c.state_bytes() + std::mem::size_of::<RelativeTrack>()).sum::<usize>()
+            + self
+                .growth
+                .iter()
+                .map(|c| c.state_bytes() + std::mem::size_of::<RelativeTrack>())
+                .sum::<usize>()
     }
 }
 

@@ -9,7 +9,9 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum ConfigError {
     /// A selector pattern was empty or contained whitespace.
-    #[error("invalid series pattern {pattern:?}: {reason}; use names with `*` wildcards such as `live.*`")]
+    #[error(
+        "invalid series pattern {pattern:?}: {reason}; use names with `*` wildcards such as `live.*`"
+    )]
     InvalidPattern {
         /// The offending pattern.
         pattern: String,
@@ -66,7 +68,9 @@ pub enum ConfigError {
         series: String,
     },
     /// A divergence rule has no tolerance at all, so any jitter would fire it.
-    #[error("divergence rule {rule:?} has neither `abs_tolerance` nor `rel_tolerance`; set at least one")]
+    #[error(
+        "divergence rule {rule:?} has neither `abs_tolerance` nor `rel_tolerance`; set at least one"
+    )]
     NoTolerance {
         /// Rule name.
         rule: String,

@@ -120,7 +120,14 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub(crate) fn new(rule: RuleKind, name: &str, series: &str, value: f64, since: f64, at: f64) -> Self {
+    pub(crate) fn new(
+        rule: RuleKind,
+        name: &str,
+        series: &str,
+        value: f64,
+        since: f64,
+        at: f64,
+    ) -> Self {
         Self {
             state: FindingState::Firing,
             rule,
@@ -143,7 +150,12 @@ impl Finding {
 
     /// The same finding, resolved at `at` for `why`.
     pub(crate) fn resolved(&self, at: f64, why: ResolvedBy) -> Self {
-        Self { state: FindingState::Resolved, at, resolved_by: Some(why), ..self.clone() }
+        Self {
+            state: FindingState::Resolved,
+            at,
+            resolved_by: Some(why),
+            ..self.clone()
+        }
     }
 
     /// Whether this is a `firing` transition.
@@ -159,7 +171,11 @@ impl fmt::Display for Finding {
             FindingState::Firing => "FIRING",
             FindingState::Resolved => "RESOLVED",
         };
-        write!(f, "{state} {}/{} {}={}", self.rule, self.name, self.series, self.value)?;
+        write!(
+            f,
+            "{state} {}/{} {}={}",
+            self.rule, self.name, self.series, self.value
+        )?;
         if let (Some(o), Some(ov)) = (&self.other, self.other_value) {
             write!(f, " {o}={ov}")?;
         }

@@ -30,7 +30,11 @@ struct Ring {
 
 impl Ring {
     fn new(cap: usize) -> Self {
-        Self { buf: vec![Point::default(); cap.max(1)].into_boxed_slice(), head: 0, len: 0 }
+        Self {
+            buf: vec![Point::default(); cap.max(1)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        }
     }
     fn push(&mut self, p: Point) {
         let cap = self.buf.len();
@@ -162,7 +166,11 @@ impl History {
 
     /// Seconds since the first sample kept (0 before any).
     pub(crate) fn age(&self, now: f64) -> f64 {
-        if self.started.is_nan() { 0.0 } else { now - self.started }
+        if self.started.is_nan() {
+            0.0
+        } else {
+            now - self.started
+        }
     }
 
     /// Time of the first sample kept.
@@ -183,14 +191,20 @@ impl History {
             }
             Some(cur) if idx > cur => {
                 if let Some(m) = self.fine_buf.take_median() {
-                    self.fine.push(Point { off: (cur - self.origin) as u32, v: m });
+                    self.fine.push(Point {
+                        off: (cur - self.origin) as u32,
+                        v: m,
+                    });
                     self.coarse_buf.push(m);
                     closed.fine = true;
                 }
                 let (c_old, c_new) = (cur.div_euclid(factor), idx.div_euclid(factor));
                 if c_new > c_old {
                     if let Some(m) = self.coarse_buf.take_median() {
-                        self.coarse.push(Point { off: (c_old * factor - self.origin) as u32, v: m });
+                        self.coarse.push(Point {
+                            off: (c_old * factor - self.origin) as u32,
+                            v: m,
+                        });
                         closed.coarse = true;
                     }
                 }
@@ -207,11 +221,13 @@ impl History {
     }
 
     fn coarse_time(&self, p: Point) -> f64 {
-        (self.origin as f64 + f64::from(p.off) + f64::from(self.geo.factor) / 2.0) * self.geo.fine - self.phase
+        (self.origin as f64 + f64::from(p.off) + f64::from(self.geo.factor) / 2.0) * self.geo.fine
+            - self.phase
     }
 
     fn coarse_end(&self, p: Point) -> f64 {
-        (self.origin as f64 + f64::from(p.off) + f64::from(self.geo.factor)) * self.geo.fine - self.phase
+        (self.origin as f64 + f64::from(p.off) + f64::from(self.geo.factor)) * self.geo.fine
+            - self.phase
     }
 
     /// Time of the most recent closed point at a resolution.
@@ -245,8 +261,16 @@ impl History {
 
     /// Highest bucket median seen strictly before `before` (both resolutions), if any.
     pub(crate) fn prior_max(&self, before: f64) -> Option<f64> {
-        let fine = self.fine.iter().filter(|p| self.fine_time(*p) < before).map(|p| p.v);
-        let coarse = self.coarse.iter().filter(|p| self.coarse_end(*p) <= before).map(|p| p.v);
+        let fine = self
+            .fine
+            .iter()
+            .filter(|p| self.fine_time(*p) < before)
+            .map(|p| p.v);
+        let coarse = self
+            .coarse
+            .iter()
+            .filter(|p| self.coarse_end(*p) <= before)
+            .map(|p| p.v);
         fine.chain(coarse).map(f64::from).reduce(f64::max)
     }
 
@@ -277,7 +301,12 @@ mod tests {
     use super::*;
 
     fn geo() -> Geometry {
-        Geometry { fine: 10.0, factor: 6, fine_cap: 4, coarse_cap: 3 }
+        Geometry {
+            fine: 10.0,
+            factor: 6,
+            fine_cap: 4,
+            coarse_cap: 3,
+        }
     }
 
     #[test]
@@ -314,7 +343,15 @@ mod tests {
 
     #[test]
     fn prior_max_excludes_window() {
-        let mut h = History::new(Geometry { fine: 1.0, factor: 2, fine_cap: 10, coarse_cap: 10 }, 0.0);
+        let mut h = History::new(
+            Geometry {
+                fine: 1.0,
+                factor: 2,
+                fine_cap: 10,
+                coarse_cap: 10,
+            },
+            0.0,
+        );
         for (t, v) in [(0.0, 5.0), (1.0, 1.0), (2.0, 2.0), (3.0, 9.0), (4.0, 0.0)] {
             h.push(t, v);
         }

@@ -13,9 +13,9 @@
 //! let mut fired = Vec::new();
 //! for s in 0..3600 {
 //!     let t = f64::from(s);
-//!     let streams = 400.0 + 20.0 * (t / 97.0).sin();
-//!     // From minute 15, one callback in 200 disconnects is never cleaned up.
-//!     let leaked = if t > 900.0 { (t - 900.0) / 20.0 } else { 0.0 };
+//!     let streams = (400.0 + 8.0 * (t * 7.3).sin()).round();
+//!     // From minute 15, some disconnects never clean up their callback: +6 per minute.
+//!     let leaked = if t > 900.0 { ((t - 900.0) / 10.0).floor() } else { 0.0 };
 //!     let values = [("live.http.streams", streams), ("live.presence.callbacks", streams + leaked)];
 //!     for finding in engine.observe(t, values) {
 //!         println!("{}", serde_json::to_string(&finding).unwrap());

@@ -36,10 +36,16 @@ impl Selector {
         let patterns: Vec<String> = patterns.into_iter().map(Into::into).collect();
         for p in &patterns {
             if p.is_empty() {
-                return Err(ConfigError::InvalidPattern { pattern: p.clone(), reason: "it is empty" });
+                return Err(ConfigError::InvalidPattern {
+                    pattern: p.clone(),
+                    reason: "it is empty",
+                });
             }
             if p.chars().any(char::is_whitespace) {
-                return Err(ConfigError::InvalidPattern { pattern: p.clone(), reason: "it contains whitespace" });
+                return Err(ConfigError::InvalidPattern {
+                    pattern: p.clone(),
+                    reason: "it contains whitespace",
+                });
             }
         }
         Ok(Self { patterns })
@@ -47,12 +53,16 @@ impl Selector {
 
     /// Selects every series.
     pub fn all() -> Self {
-        Self { patterns: vec!["*".to_owned()] }
+        Self {
+            patterns: vec!["*".to_owned()],
+        }
     }
 
     /// Selects nothing.
     pub fn none() -> Self {
-        Self { patterns: Vec::new() }
+        Self {
+            patterns: Vec::new(),
+        }
     }
 
     /// Selects exactly one series name (a `*` in it still acts as a wildcard).
@@ -72,7 +82,9 @@ impl Selector {
 
     /// Whether `name` is selected.
     pub fn matches(&self, name: &str) -> bool {
-        self.patterns.iter().any(|p| glob_match(p.as_bytes(), name.as_bytes()))
+        self.patterns
+            .iter()
+            .any(|p| glob_match(p.as_bytes(), name.as_bytes()))
     }
 }
 
@@ -151,8 +163,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_patterns() {
-        assert!(matches!(Selector::new([""]), Err(ConfigError::InvalidPattern { .. })));
+        assert!(matches!(
+            Selector::new([""]),
+            Err(ConfigError::InvalidPattern { .. })
+        ));
         assert!(Selector::new(["a b"]).is_err());
-        assert_eq!("live.*, x".parse::<Selector>().unwrap().patterns(), ["live.*", "x"]);
+        assert_eq!(
+            "live.*, x".parse::<Selector>().unwrap().patterns(),
+            ["live.*", "x"]
+        );
     }
 }

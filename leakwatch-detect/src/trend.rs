@@ -35,7 +35,11 @@ pub(crate) fn theil_sen(t: &[f64], y: &[f64], scratch: &mut Vec<f64>) -> Option<
             }
         }
     }
-    if scratch.is_empty() { None } else { Some(median_in_place(scratch)) }
+    if scratch.is_empty() {
+        None
+    } else {
+        Some(median_in_place(scratch))
+    }
 }
 
 /// Mann–Kendall trend z-score with the variance inflated for serial correlation.
@@ -125,21 +129,22 @@ fn autocorrelation_factor(t: &[f64], y: &[f64], slope: f64) -> f64 {
     1.0 + 2.0 * sum / (nf * (nf - 1.0) * (nf - 2.0))
 }
 
-/// Robust scale (σ-equivalent) of the first differences of `y`, divided by √2.
+/// Robust scale (σ-equivalent) of the differences `y[i + lag] - y[i]`: how much the series
+/// typically moves over `lag` points. `None` with fewer than `min` differences.
 ///
-/// Differencing removes a linear trend (it only shifts the differences, and the MAD is
-/// taken around their median), so this measures the wander of a series even while it leaks.
-pub(crate) fn diff_scale(y: &[f64], scratch: &mut Vec<f64>) -> f64 {
-    if y.len() < 3 {
-        return 0.0;
+/// A constant trend only shifts the differences, and the MAD is taken around their median,
+/// so this measures the wander of a series even while it leaks.
+pub(crate) fn lag_scale(y: &[f64], lag: usize, min: usize, scratch: &mut Vec<f64>) -> Option<f64> {
+    if lag == 0 || y.len() < lag + min {
+        return None;
     }
     scratch.clear();
-    scratch.extend(y.windows(2).map(|w| w[1] - w[0]));
+    scratch.extend(y.iter().zip(&y[lag..]).map(|(a, b)| b - a));
     let med = median_in_place(scratch);
     for d in scratch.iter_mut() {
         *d = (*d - med).abs();
     }
-    1.4826 * median_in_place(scratch) / std::f64::consts::SQRT_2
+    Some(1.4826 * median_in_place(scratch))
 }
 
 #[cfg(test)]
@@ -165,7 +170,10 @@ mod tests {
     #[test]
     fn mann_kendall_sign_and_ties() {
         let t: Vec<f64> = (0..20).map(f64::from).collect();
-        let up: Vec<f64> = t.iter().map(|t| t + if (*t as i64) % 2 == 0 { 0.3 } else { -0.3 }).collect();
+        let up: Vec<f64> = t
+            .iter()
+            .map(|t| t + if (*t as i64) % 2 == 0 { 0.3 } else { -0.3 })
+            .collect();
         let mut s = Vec::new();
         assert!(mann_kendall_z(&t, &up, 1.0, &mut s) > 4.0);
         let flat = vec![5.0; 20];
@@ -173,9 +181,10 @@ mod tests {
     }
 
     #[test]
-    fn diff_scale_ignores_trend() {
+    fn lag_scale_ignores_trend() {
         let y: Vec<f64> = (0..50).map(|i| 10.0 * i as f64).collect();
         let mut s = Vec::new();
-        assert!(diff_scale(&y, &mut s) < 1e-9);
+        assert!(lag_scale(&y, 4, 6, &mut s).unwrap() < 1e-9);
+        assert!(lag_scale(&y, 45, 6, &mut s).is_none());
     }
 }

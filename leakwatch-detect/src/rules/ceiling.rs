@@ -67,12 +67,23 @@ impl Default for CeilingRule {
 impl CeilingRule {
     /// `value ≤ max` for every series `series` selects.
     pub fn absolute(series: Selector, max: f64) -> Self {
-        Self { series, limit: Limit::Absolute(max), ..Self::default() }
+        Self {
+            series,
+            limit: Limit::Absolute(max),
+            ..Self::default()
+        }
     }
 
     /// `value ≤ max × per` for every series `series` selects.
     pub fn per_unit(series: Selector, per: impl Into<String>, max: f64) -> Self {
-        Self { series, limit: Limit::PerUnit { per: per.into(), max }, ..Self::default() }
+        Self {
+            series,
+            limit: Limit::PerUnit {
+                per: per.into(),
+                max,
+            },
+            ..Self::default()
+        }
     }
 
     /// Sets the rule name.
@@ -138,7 +149,15 @@ impl CeilingRule {
         }
     }
 
-    pub(crate) fn finding(&self, series: &str, value: f64, unit: Option<f64>, limit: f64, since: f64, at: f64) -> Finding {
+    pub(crate) fn finding(
+        &self,
+        series: &str,
+        value: f64,
+        unit: Option<f64>,
+        limit: f64,
+        since: f64,
+        at: f64,
+    ) -> Finding {
         let mut f = Finding::new(RuleKind::Ceiling, &self.name, series, value, since, at);
         f.limit = Some(limit);
         if let (Some(per), Some(u)) = (self.per(), unit) {
@@ -146,7 +165,10 @@ impl CeilingRule {
             f.other_value = Some(u);
             f.ratio = (u != 0.0).then(|| value / u);
         }
-        f.window = Some(Window { start: since, end: at });
+        f.window = Some(Window {
+            start: since,
+            end: at,
+        });
         f
     }
 }

@@ -87,7 +87,12 @@ impl DivergenceRule {
     /// Expects `series ≈ other`, with default tolerances.
     pub fn new(series: impl Into<String>, other: impl Into<String>) -> Self {
         let (series, other) = (series.into(), other.into());
-        Self { name: format!("{series}~{other}"), series, other, ..Self::default() }
+        Self {
+            name: format!("{series}~{other}"),
+            series,
+            other,
+            ..Self::default()
+        }
     }
 
     /// Sets the rule name.
@@ -129,7 +134,10 @@ impl DivergenceRule {
             return Err(bad("series", 0.0, "two non-empty series names"));
         }
         if self.series == self.other {
-            return Err(ConfigError::SameSeries { rule: self.name.clone(), series: self.series.clone() });
+            return Err(ConfigError::SameSeries {
+                rule: self.name.clone(),
+                series: self.series.clone(),
+            });
         }
         if !self.ratio.is_finite() {
             return Err(bad("ratio", self.ratio, "a finite number, e.g. 1"));
@@ -138,9 +146,14 @@ impl DivergenceRule {
             return Err(bad("offset", self.offset, "a finite number, e.g. 0"));
         }
         if self.abs_tolerance.is_none() && self.rel_tolerance.is_none() {
-            return Err(ConfigError::NoTolerance { rule: self.name.clone() });
+            return Err(ConfigError::NoTolerance {
+                rule: self.name.clone(),
+            });
         }
-        for (field, v) in [("abs_tolerance", self.abs_tolerance), ("rel_tolerance", self.rel_tolerance)] {
+        for (field, v) in [
+            ("abs_tolerance", self.abs_tolerance),
+            ("rel_tolerance", self.rel_tolerance),
+        ] {
             if let Some(v) = v.filter(|v| !v.is_finite() || *v < 0.0) {
                 return Err(bad(field, v, "a finite number ≥ 0"));
             }
@@ -170,7 +183,10 @@ impl DivergenceRule {
         f.other_value = Some(b);
         f.expected = Some(expected);
         f.ratio = (b != 0.0).then(|| a / b);
-        f.window = Some(Window { start: since, end: at });
+        f.window = Some(Window {
+            start: since,
+            end: at,
+        });
         f
     }
 }
@@ -192,7 +208,10 @@ mod tests {
     fn validation_messages() {
         let e = DivergenceRule::new("a", "a").validate().unwrap_err();
         assert!(e.to_string().contains("itself"));
-        let e = DivergenceRule::new("a", "b").tolerance(None, None).validate().unwrap_err();
+        let e = DivergenceRule::new("a", "b")
+            .tolerance(None, None)
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("abs_tolerance"));
     }
 }

@@ -42,7 +42,7 @@
 use crate::duration_secs;
 use crate::finding::{Finding, ResolvedBy, RuleKind, Window};
 use crate::history::{Closed, Geometry, History, Resolution};
-use crate::trend::{diff_scale, mann_kendall_z, median_in_place, theil_sen};
+use crate::trend::{lag_scale, mann_kendall_z, median_in_place, theil_sen};
 use crate::{ConfigError, Selector};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -114,7 +114,11 @@ impl Default for GrowthRule {
             relative_to: None,
             bucket: Duration::from_secs(10),
             coarse_factor: 6,
-            windows: vec![Duration::from_secs(240), Duration::from_secs(960), Duration::from_secs(2880)],
+            windows: vec![
+                Duration::from_secs(240),
+                Duration::from_secs(960),
+                Duration::from_secs(2880),
+            ],
             min_z: 3.0,
             resolve_z: 1.0,
             min_rise_fraction: 0.02,
@@ -142,7 +146,10 @@ pub(crate) use setter;
 impl GrowthRule {
     /// A rule with default parameters watching `series`.
     pub fn new(series: Selector) -> Self {
-        Self { series, ..Self::default() }
+        Self {
+            series,
+            ..Self::default()
+        }
     }
 
     /// Sets the rule name.
@@ -201,26 +208,68 @@ impl GrowthRule {
             return Err(bad("bucket_secs", fine, "a positive duration, e.g. 10"));
         }
         if !(1..=60).contains(&self.coarse_factor) {
-            return Err(bad("coarse_factor", f64::from(self.coarse_factor), "an integer in 1..=60, e.g. 6"));
+            return Err(bad(
+                "coarse_factor",
+                f64::from(self.coarse_factor),
+                "an integer in 1..=60, e.g. 6",
+            ));
         }
         if self.windows.is_empty() {
-            return Err(bad("windows_secs", 0.0, "at least one window, e.g. [240, 960, 2880]"));
+            return Err(bad(
+                "windows_secs",
+                0.0,
+                "at least one window, e.g. [240, 960, 2880]",
+            ));
         }
         for (field, v, ok, expected) in [
-            ("min_z", self.min_z, self.min_z > 0.0, "a positive z-score, e.g. 3"),
-            ("resolve_z", self.resolve_z, self.resolve_z < self.min_z, "below min_z, e.g. 1"),
-            ("min_rise_fraction", self.min_rise_fraction, self.min_rise_fraction >= 0.0, "a fraction ≥ 0, e.g. 0.02"),
+            (
+                "min_z",
+                self.min_z,
+                self.min_z > 0.0,
+                "a positive z-score, e.g. 3",
+            ),
+            (
+                "resolve_z",
+                self.resolve_z,
+                self.resolve_z < self.min_z,
+                "below min_z, e.g. 1",
+            ),
+            (
+                "min_rise_fraction",
+                self.min_rise_fraction,
+                self.min_rise_fraction >= 0.0,
+                "a fraction ≥ 0, e.g. 0.02",
+            ),
             ("min_rise", self.min_rise, self.min_rise >= 0.0, "≥ 0"),
-            ("noise_multiple", self.noise_multiple, self.noise_multiple >= 0.0, "≥ 0, e.g. 3"),
-            ("halves_ratio", self.halves_ratio, (0.0..=1.0).contains(&self.halves_ratio), "a fraction in 0..=1, e.g. 0.3"),
-            ("confirm", f64::from(self.confirm), self.confirm >= 1, "at least 1"),
+            (
+                "noise_multiple",
+                self.noise_multiple,
+                self.noise_multiple >= 0.0,
+                "≥ 0, e.g. 3",
+            ),
+            (
+                "halves_ratio",
+                self.halves_ratio,
+                (0.0..=1.0).contains(&self.halves_ratio),
+                "a fraction in 0..=1, e.g. 0.3",
+            ),
+            (
+                "confirm",
+                f64::from(self.confirm),
+                self.confirm >= 1,
+                "at least 1",
+            ),
         ] {
             if !v.is_finite() || !ok {
                 return Err(bad(field, v, expected));
             }
         }
         if self.relative_to.as_deref() == Some("") {
-            return Err(bad("relative_to", 0.0, "a series name, or no relative_to at all"));
+            return Err(bad(
+                "relative_to",
+                0.0,
+                "a series name, or no relative_to at all",
+            ));
         }
         let coarse = fine * f64::from(self.coarse_factor);
         let mut windows = Vec::with_capacity(self.windows.len());
@@ -231,7 +280,12 @@ impl GrowthRule {
             let (res, width, points, max) = if fine_points <= MAX_FINE_POINTS {
                 (Resolution::Fine, fine, fine_points, MAX_FINE_POINTS)
             } else {
-                (Resolution::Coarse, coarse, (len / coarse).round() as usize, MAX_COARSE_POINTS)
+                (
+                    Resolution::Coarse,
+                    coarse,
+                    (len / coarse).round() as usize,
+                    MAX_COARSE_POINTS,
+                )
             };
             if points > max {
                 return Err(ConfigError::WindowTooLong {
@@ -243,13 +297,22 @@ impl GrowthRule {
                 });
             }
             if points < 6 {
-                return Err(bad("windows_secs", len, "at least 6 buckets long (e.g. ≥ 60 s with 10 s buckets)"));
+                return Err(bad(
+                    "windows_secs",
+                    len,
+                    "at least 6 buckets long (e.g. ≥ 60 s with 10 s buckets)",
+                ));
             }
             match res {
                 Resolution::Fine => fine_cap = fine_cap.max(points),
                 Resolution::Coarse => coarse_cap = coarse_cap.max(points),
             }
-            windows.push(PlannedWindow { len, res, width, points });
+            windows.push(PlannedWindow {
+                len,
+                res,
+                width,
+                points,
+            });
         }
         let prior_fine = (self.prior.as_secs_f64() / fine).ceil() as usize;
         let geo = Geometry {
@@ -258,7 +321,11 @@ impl GrowthRule {
             fine_cap: fine_cap + prior_fine.clamp(3, 18),
             coarse_cap: coarse_cap + COARSE_CONTEXT,
         };
-        Ok(CompiledGrowth { rule: self.clone(), geo, windows })
+        Ok(CompiledGrowth {
+            rule: self.clone(),
+            geo,
+            windows,
+        })
     }
 }
 
@@ -281,8 +348,7 @@ pub(crate) struct CompiledGrowth {
 impl CompiledGrowth {
     /// Bytes of state per watched series (history plus detector state).
     pub(crate) fn state_bytes(&self) -> usize {
-        History::state_bytes(&self.geo)
-            + std::mem::size_of::<GrowthTrack>()
+        History::state_bytes(&self.geo) + std::mem::size_of::<GrowthTrack>()
             - std::mem::size_of::<History>()
             + self.windows.len() * std::mem::size_of::<WindowState>()
     }
@@ -347,7 +413,9 @@ impl GrowthTrack {
     /// Forgets history after a counter reset; resolves a firing finding.
     pub(crate) fn reset(&mut self, t: f64, out: &mut Vec<Finding>) {
         self.history.clear();
-        self.windows.iter_mut().for_each(|w| *w = WindowState::default());
+        self.windows
+            .iter_mut()
+            .for_each(|w| *w = WindowState::default());
         if let Some(f) = self.firing.take() {
             out.push(f.finding.resolved(t, ResolvedBy::Reset));
         }
@@ -414,11 +482,13 @@ impl GrowthTrack {
         }
         if let Some(f) = &mut self.firing {
             if f.window == i {
-                let cleared = stats.as_ref().is_none_or(|s| s.slope <= 0.0 || s.z < r.resolve_z);
+                // Too little data (a gap in the recording) is no evidence either way.
+                let Some(st) = &stats else { return };
+                let cleared = st.slope <= 0.0 || st.z < r.resolve_z;
                 f.clears = if cleared { f.clears + 1 } else { 0 };
-                if let Some(s) = stats.as_ref().filter(|_| !cleared) {
-                    f.finding.slope_per_sec = Some(s.slope);
-                    f.finding.z = Some(s.z);
+                if !cleared {
+                    f.finding.slope_per_sec = Some(st.slope);
+                    f.finding.z = Some(st.z);
                 }
                 if f.clears >= r.confirm {
                     let f = self.firing.take().expect("checked above");
@@ -429,21 +499,40 @@ impl GrowthTrack {
             }
             return;
         }
-        let Some(s) = stats.filter(|s| s.hit) else { return };
+        let Some(s) = stats.filter(|s| s.hit) else {
+            return;
+        };
         if ws.streak < r.confirm {
             return;
         }
-        let mut f = Finding::new(RuleKind::Growth, &r.name, ctx.series, ctx.value, ws.since, t);
+        let mut f = Finding::new(
+            RuleKind::Growth,
+            &r.name,
+            ctx.series,
+            ctx.value,
+            ws.since,
+            t,
+        );
         f.slope_per_sec = Some(s.slope);
         f.z = Some(s.z);
         f.window = Some(s.window);
         fill_context(&mut f, ctx, Some(s.level));
         out.push(f.clone());
-        self.firing = Some(Firing { window: i, clears: 0, finding: f });
+        self.firing = Some(Firing {
+            window: i,
+            clears: 0,
+            finding: f,
+        });
     }
 
     /// Statistics of one window; `None` when there is not enough data to judge.
-    fn stats(&self, c: &CompiledGrowth, w: PlannedWindow, need_z: bool, s: &mut Scratch) -> Option<Stats> {
+    fn stats(
+        &self,
+        c: &CompiledGrowth,
+        w: PlannedWindow,
+        need_z: bool,
+        s: &mut Scratch,
+    ) -> Option<Stats> {
         let r = &c.rule;
         let end = self.history.last_time(w.res)?;
         let earliest = self.history.started() + r.prior.as_secs_f64();
@@ -463,20 +552,29 @@ impl GrowthTrack {
         let slope = theil_sen(&s.ts, &s.ys, &mut s.a)?;
         let z = mann_kendall_z(&s.ts, &s.ys, slope, &mut s.a);
         let span = s.ts[n - 1] - s.ts[0];
-        let window = Window { start: from + s.ts[0], end: from + s.ts[n - 1] };
-        let mut stats = Stats { from: window.start, window, slope, z, level, hit: false };
+        let window = Window {
+            start: from + s.ts[0],
+            end: from + s.ts[n - 1],
+        };
+        let mut stats = Stats {
+            from: window.start,
+            window,
+            slope,
+            z,
+            level,
+            hit: false,
+        };
         if !new_high || slope <= 0.0 || z < r.min_z {
             return Some(stats);
         }
         s.a.clear();
         s.a.extend_from_slice(&s.ys);
         let typical = median_in_place(&mut s.a).abs();
-        self.history.coarse_values(&mut s.a);
-        if s.a.len() < 8 {
-            self.history.fine_values(&mut s.a);
-        }
-        let wander = diff_scale(&s.a, &mut s.b);
-        let floor = r.min_rise.max(r.min_rise_fraction * typical).max(r.noise_multiple * wander);
+        let wander = self.wander(c, span, s);
+        let floor = r
+            .min_rise
+            .max(r.min_rise_fraction * typical)
+            .max(r.noise_multiple * wander);
         if slope * span < floor {
             return Some(stats);
         }
@@ -485,6 +583,28 @@ impl GrowthTrack {
         let second = theil_sen(&s.ts[h..], &s.ys[h..], &mut s.a).unwrap_or(0.0);
         stats.hit = first.min(second) >= r.halves_ratio * slope;
         Some(stats)
+    }
+}
+
+impl GrowthTrack {
+    /// How much this series typically moves over `span` seconds (robust σ of lagged
+    /// differences of bucket medians, the larger of both resolutions when both have enough
+    /// points). A rise has to stand out against this to be called growth: it is what keeps
+    /// mean-reverting wander, whose excursions look like trends over short windows, quiet.
+    fn wander(&self, c: &CompiledGrowth, span: f64, s: &mut Scratch) -> f64 {
+        let mut w: f64 = 0.0;
+        let coarse = c.geo.fine * f64::from(c.geo.factor);
+        for (res, width) in [(Resolution::Fine, c.geo.fine), (Resolution::Coarse, coarse)] {
+            let lag = (span / width).round() as usize;
+            match res {
+                Resolution::Fine => self.history.fine_values(&mut s.a),
+                Resolution::Coarse => self.history.coarse_values(&mut s.a),
+            }
+            if let Some(x) = lag_scale(&s.a, lag, 6, &mut s.b) {
+                w = w.max(x);
+            }
+        }
+        w
     }
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 pub use ceiling::{CeilingRule, Limit};
-pub use divergence::{DivergenceRule, Direction};
+pub use divergence::{Direction, DivergenceRule};
 pub use growth::GrowthRule;
 
 /// Any one rule, for [`RuleSet::with`].
@@ -117,7 +117,9 @@ impl RuleSet {
                 return Err(ConfigError::EmptyName { kind });
             }
             if !names.insert(name.to_owned()) {
-                return Err(ConfigError::DuplicateName { name: name.to_owned() });
+                return Err(ConfigError::DuplicateName {
+                    name: name.to_owned(),
+                });
             }
             Ok(())
         };

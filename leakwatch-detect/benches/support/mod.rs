@@ -1,0 +1,453 @@
+//! Synthetic series with known truth, shared by the benches.
+//!
+//! Everything is generated from a fixed seed (splitmix64 + Box–Muller), so runs are
+//! reproducible. Levels and noise are relative to a per-series base level `L` drawn
+//! log-uniformly in [300, 3000].
+
+#![allow(dead_code)]
+
+/// splitmix64: tiny, fast, good enough for simulation.
+pub struct Rng {
+    state: u64,
+    spare: Option<f64>,
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            state: seed,
+            spare: None,
+        }
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.uniform()
+    }
+    /// Standard normal (Box–Muller, caching the second value).
+    pub fn normal(&mut self) -> f64 {
+        if let Some(s) = self.spare.take() {
+            return s;
+        }
+        let u1 = self.uniform().max(1e-300);
+        let u2 = self.uniform();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let th = 2.0 * std::f64::consts::PI * u2;
+        self.spare = Some(r * th.sin());
+        r * th.cos()
+    }
+}
+
+/// Ornstein–Uhlenbeck wander with stationary σ and correlation time τ, sampled every second.
+pub struct Ou {
+    x: f64,
+    a: f64,
+    b: f64,
+}
+
+impl Ou {
+    pub fn new(rng: &mut Rng, sigma: f64, tau: f64) -> Self {
+        let a = (-1.0 / tau).exp();
+        Self {
+            x: sigma * rng.normal(),
+            a,
+            b: sigma * (1.0 - a * a).sqrt(),
+        }
+    }
+    pub fn step(&mut self, rng: &mut Rng) -> f64 {
+        self.x = self.a * self.x + self.b * rng.normal();
+        self.x
+    }
+}
+
+/// What a scenario's series is supposed to trigger.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Truth {
+    /// Healthy: any growth finding is a false positive.
+    Healthy,
+    /// Leaks from `onset` (seconds); a finding before it is a false positive.
+    Leak { onset: f64 },
+}
+
+/// One generated series: samples at t = 0, 1, 2, ... and an optional load series.
+pub struct Generated {
+    pub values: Vec<f64>,
+    pub load: Option<Vec<f64>>,
+    pub truth: Truth,
+}
+
+/// A named scenario: how to generate one series from an RNG.
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub secs: usize,
+    pub relative: bool,
+    pub make: fn(&mut Rng, usize) -> Generated,
+}
+
+fn level(rng: &mut Rng) -> f64 {
+    10f64.powf(rng.range(2.5, 3.5))
+}
+
+/// Base noise of every scenario: white σ = 2% of L plus an OU wander σ = 1% of L, τ = 100 s.
+struct Base {
+    l: f64,
+    ou: Ou,
+}
+
+impl Base {
+    fn new(rng: &mut Rng, l: f64) -> Self {
+        Self {
+            l,
+            ou: Ou::new(rng, 0.01 * l, 100.0),
+        }
+    }
+    fn noise(&mut self, rng: &mut Rng) -> f64 {
+        0.02 * self.l * rng.normal() + self.ou.step(rng)
+    }
+}
+
+fn count(v: f64) -> f64 {
+    v.round().max(0.0)
+}
+
+fn onset(rng: &mut Rng) -> f64 {
+    rng.range(900.0, 1500.0)
+}
+
+fn linear_leak(rng: &mut Rng, n: usize, per_min: f64) -> Generated {
+    let l = level(rng);
+    let t0 = onset(rng);
+    let mut b = Base::new(rng, l);
+    let values = (0..n)
+        .map(|s| {
+            let t = s as f64;
+            let leak = per_min / 100.0 / 60.0 * l * (t - t0).max(0.0);
+            count(l + leak + b.noise(rng))
+        })
+        .collect();
+    Generated {
+        values,
+        load: None,
+        truth: Truth::Leak { onset: t0 },
+    }
+}
+
+/// Diurnal load compressed to a 4 h period, ±30%, random phase; plus 1% white noise.
+fn diurnal(rng: &mut Rng, n: usize, phase: f64) -> Vec<f64> {
+    let conns = rng.range(300.0, 1500.0);
+    (0..n)
+        .map(|s| {
+            let x = 1.0 + 0.3 * (2.0 * std::f64::consts::PI * s as f64 / 14_400.0 + phase).sin();
+            count(conns * x * (1.0 + 0.01 * rng.normal()))
+        })
+        .collect()
+}
+
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "fast_leak",
+            about: "linear leak 1%/min of L from onset 15-25 min (the 5-minute target)",
+            secs: 3600,
+            relative: false,
+            make: |r, n| linear_leak(r, n, 1.0),
+        },
+        Scenario {
+            name: "very_fast_leak",
+            about: "linear leak 5%/min of L",
+            secs: 3600,
+            relative: false,
+            make: |r, n| linear_leak(r, n, 5.0),
+        },
+        Scenario {
+            name: "slow_leak",
+            about: "linear leak 0.2%/min of L (12%/h), 2 h of samples",
+            secs: 7200,
+            relative: false,
+            make: |r, n| linear_leak(r, n, 0.2),
+        },
+        Scenario {
+            name: "step_leak",
+            about: "staircase: +3% of L every 4 min (leak in bursts), from onset",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let t0 = onset(rng);
+                let mut b = Base::new(rng, l);
+                let values = (0..n)
+                    .map(|s| {
+                        let t = s as f64;
+                        let steps = if t < t0 {
+                            0.0
+                        } else {
+                            ((t - t0) / 240.0).floor() + 1.0
+                        };
+                        count(l * (1.0 + 0.03 * steps) + b.noise(rng))
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Leak { onset: t0 },
+                }
+            },
+        },
+        Scenario {
+            name: "sawtooth_leak",
+            about: "allocator sawtooth (+10% of L over 60-300 s, then drop) with a 1%/min leak under it",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let t0 = onset(rng);
+                let period = rng.range(60.0, 300.0);
+                let mut b = Base::new(rng, l);
+                let values = (0..n)
+                    .map(|s| {
+                        let t = s as f64;
+                        let tooth = 0.1 * l * ((t / period).fract());
+                        let leak = 0.01 / 60.0 * l * (t - t0).max(0.0);
+                        l + tooth + leak + b.noise(rng)
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Leak { onset: t0 },
+                }
+            },
+        },
+        Scenario {
+            name: "diurnal_leak",
+            about: "series = k·load (load ±30% over a 4 h day) + leak 1%/min of L; relative_to(load)",
+            secs: 3600,
+            relative: true,
+            make: |rng, n| {
+                let phase = rng.range(0.0, 2.0 * std::f64::consts::PI);
+                let load = diurnal(rng, n, phase);
+                let k = rng.range(0.5, 3.0);
+                let l = k * load[0];
+                let t0 = onset(rng);
+                let mut b = Base::new(rng, l);
+                let values = (0..n)
+                    .map(|s| {
+                        let leak = 0.01 / 60.0 * l * (s as f64 - t0).max(0.0);
+                        count(k * load[s] + leak + b.noise(rng))
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: Some(load),
+                    truth: Truth::Leak { onset: t0 },
+                }
+            },
+        },
+        Scenario {
+            name: "per_unit_leak",
+            about: "load falls 30% over the hour while per-load ratio grows 1%/min: raw series ~flat; relative_to(load)",
+            secs: 3600,
+            relative: true,
+            make: |rng, n| {
+                let conns = rng.range(300.0, 1500.0);
+                let load: Vec<f64> = (0..n)
+                    .map(|s| {
+                        count(
+                            conns * (1.0 - 0.3 * s as f64 / n as f64) * (1.0 + 0.01 * rng.normal()),
+                        )
+                    })
+                    .collect();
+                let k = rng.range(0.5, 3.0);
+                let t0 = onset(rng);
+                let mut b = Base::new(rng, k * conns);
+                let values = (0..n)
+                    .map(|s| {
+                        let per = k * (1.0 + 0.01 / 60.0 * (s as f64 - t0).max(0.0));
+                        count(per * load[s] + b.noise(rng))
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: Some(load),
+                    truth: Truth::Leak { onset: t0 },
+                }
+            },
+        },
+        Scenario {
+            name: "warmup_ramp",
+            about: "healthy: starts at 0, rises to L (exponential τ 30-150 s, or linear over 1-5 min), then flat",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let linear = rng.uniform() < 0.5;
+                let tau = rng.range(30.0, 150.0);
+                let ramp = rng.range(60.0, 300.0);
+                let mut b = Base::new(rng, l);
+                let values = (0..n)
+                    .map(|s| {
+                        let t = s as f64;
+                        let shape = if linear {
+                            (t / ramp).min(1.0)
+                        } else {
+                            1.0 - (-t / tau).exp()
+                        };
+                        count(l * shape + shape * b.noise(rng))
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Healthy,
+                }
+            },
+        },
+        Scenario {
+            name: "spikes",
+            about: "healthy: flat with one-off spikes (+20-100% of L, 1-30 s, ~1 per 5 min)",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let mut b = Base::new(rng, l);
+                let mut left = 0usize;
+                let mut height = 0.0;
+                let values = (0..n)
+                    .map(|_| {
+                        if left == 0 && rng.uniform() < 1.0 / 300.0 {
+                            left = rng.range(1.0, 30.0) as usize;
+                            height = rng.range(0.2, 1.0) * l;
+                        }
+                        let spike = if left > 0 {
+                            left -= 1;
+                            height
+                        } else {
+                            0.0
+                        };
+                        count(l + spike + b.noise(rng))
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Healthy,
+                }
+            },
+        },
+        Scenario {
+            name: "sawtooth",
+            about: "healthy: allocator/GC sawtooth, +10-30% of L over 60-300 s then drop",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let period = rng.range(60.0, 300.0);
+                let amp = rng.range(0.1, 0.3);
+                let mut b = Base::new(rng, l);
+                let values = (0..n)
+                    .map(|s| l * (1.0 + amp * (s as f64 / period).fract()) + b.noise(rng))
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Healthy,
+                }
+            },
+        },
+        Scenario {
+            name: "heavy_noise",
+            about: "healthy: white noise σ = 10% of L plus OU σ = 2%",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let mut ou = Ou::new(rng, 0.02 * l, 100.0);
+                let values = (0..n)
+                    .map(|_| count(l + 0.1 * l * rng.normal() + ou.step(rng)))
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Healthy,
+                }
+            },
+        },
+        Scenario {
+            name: "ou_wander",
+            about: "healthy: mean-reverting OU wander σ = 5% of L (≈√L for a live count of ~400), τ = 100 s, plus 1% white",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let mut ou = Ou::new(rng, 0.05 * l, 100.0);
+                let values = (0..n)
+                    .map(|_| count(l + 0.01 * l * rng.normal() + ou.step(rng)))
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Healthy,
+                }
+            },
+        },
+        Scenario {
+            name: "load_following",
+            about: "healthy: series = k·load, load rising 50% over the hour (morning ramp) plus diurnal; relative_to(load)",
+            secs: 3600,
+            relative: true,
+            make: |rng, n| {
+                let phase = rng.range(0.0, 2.0 * std::f64::consts::PI);
+                let mut load = diurnal(rng, n, phase);
+                for (s, x) in load.iter_mut().enumerate() {
+                    *x = count(*x * (1.0 + 0.5 * s as f64 / n as f64));
+                }
+                let k = rng.range(0.5, 3.0);
+                let mut b = Base::new(rng, k * load[0]);
+                let values = (0..n).map(|s| count(k * load[s] + b.noise(rng))).collect();
+                Generated {
+                    values,
+                    load: Some(load),
+                    truth: Truth::Healthy,
+                }
+            },
+        },
+        Scenario {
+            name: "restart",
+            about: "healthy: flat, restarts to 0 at 20-40 min and ramps back (τ 30-120 s)",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let tr = rng.range(1200.0, 2400.0);
+                let tau = rng.range(30.0, 120.0);
+                let mut b = Base::new(rng, l);
+                let values = (0..n)
+                    .map(|s| {
+                        let t = s as f64;
+                        let shape = if t < tr {
+                            1.0
+                        } else {
+                            1.0 - (-(t - tr) / tau).exp()
+                        };
+                        count(l * shape + shape * b.noise(rng))
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Healthy,
+                }
+            },
+        },
+    ]
+}

@@ -1,0 +1,342 @@
+//! Known series in, expected transitions out.
+
+use leakwatch_detect::{
+    CeilingRule, ConfigError, Direction, DivergenceRule, Engine, EngineConfig, Finding,
+    FindingState, GrowthRule, ResolvedBy, RuleKind, RuleSet, Selector,
+};
+use std::time::Duration;
+
+/// Deterministic Gaussian-ish noise (sum of uniforms), so tests never flake.
+struct Noise(u64);
+impl Noise {
+    fn next(&mut self) -> f64 {
+        let mut acc = 0.0;
+        for _ in 0..4 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            acc += (self.0 >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+        }
+        acc * 1.73
+    }
+}
+
+fn sel(p: &str) -> Selector {
+    Selector::new([p]).unwrap()
+}
+
+fn growth_engine() -> Engine {
+    Engine::new(RuleSet::default_growth(sel("live.*"))).unwrap()
+}
+
+fn run(
+    engine: &mut Engine,
+    secs: std::ops::Range<u32>,
+    mut f: impl FnMut(f64) -> Vec<(&'static str, f64)>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for s in secs {
+        let t = f64::from(s);
+        out.extend(engine.observe(t, f(t)));
+    }
+    out
+}
+
+#[test]
+fn linear_leak_fires_then_resolves_when_it_stops() {
+    let mut e = growth_engine();
+    let mut n = Noise(1);
+    // Leak 2%/min of 500 from t = 900 to t = 2100, flat after.
+    let out = run(&mut e, 0..4200, |t| {
+        let leak = 10.0 / 60.0 * (t.min(2100.0) - 900.0).max(0.0);
+        vec![("live.callbacks", (500.0 + leak + 10.0 * n.next()).round())]
+    });
+    let firing: Vec<_> = out.iter().filter(|f| f.is_firing()).collect();
+    assert_eq!(firing.len(), 1, "{out:#?}");
+    let f = firing[0];
+    assert_eq!(
+        (f.rule, f.series.as_str(), f.name.as_str()),
+        (RuleKind::Growth, "live.callbacks", "growth")
+    );
+    assert!(f.at > 900.0 && f.at < 900.0 + 600.0, "found at {}", f.at);
+    let slope = f.slope_per_sec.unwrap();
+    assert!((slope - 10.0 / 60.0).abs() < 0.08, "slope {slope}");
+    assert!(f.since <= f.at && f.window.unwrap().seconds() > 100.0);
+    let resolved: Vec<_> = out
+        .iter()
+        .filter(|f| f.state == FindingState::Resolved)
+        .collect();
+    assert_eq!(resolved.len(), 1, "{out:#?}");
+    assert_eq!(resolved[0].resolved_by, Some(ResolvedBy::Cleared));
+    assert!(resolved[0].at > 2100.0);
+    assert!(e.active().is_empty());
+}
+
+#[test]
+fn flat_noisy_series_and_unselected_series_stay_quiet() {
+    let mut e = growth_engine();
+    let mut n = Noise(7);
+    let out = run(&mut e, 0..7200, |t| {
+        vec![
+            ("live.flat", (800.0 + 20.0 * n.next()).round()),
+            ("requests.total", 10.0 * t),
+        ]
+    });
+    assert!(out.is_empty(), "{out:#?}");
+}
+
+#[test]
+fn divergence_fires_after_sustain_and_resolves() {
+    let rule = DivergenceRule::new("live.presence.callbacks", "live.http.streams")
+        .tolerance(Some(5.0), None)
+        .direction(Direction::Above)
+        .sustain(Duration::from_secs(60))
+        .clear_after(Duration::from_secs(10));
+    let mut e = Engine::new(RuleSet::new().with(rule)).unwrap();
+    let out = run(&mut e, 0..400, |t| {
+        let extra = if (100.0..250.0).contains(&t) {
+            20.0
+        } else if t == 50.0 {
+            30.0
+        } else {
+            0.0
+        };
+        vec![
+            ("live.http.streams", 100.0),
+            ("live.presence.callbacks", 100.0 + extra),
+        ]
+    });
+    assert_eq!(out.len(), 2, "{out:#?}");
+    let (fire, done) = (&out[0], &out[1]);
+    assert_eq!(
+        (fire.state, fire.rule),
+        (FindingState::Firing, RuleKind::Divergence)
+    );
+    assert_eq!((fire.since, fire.at), (100.0, 160.0));
+    assert_eq!(fire.other.as_deref(), Some("live.http.streams"));
+    assert_eq!(
+        (fire.value, fire.other_value, fire.expected),
+        (120.0, Some(100.0), Some(100.0))
+    );
+    assert_eq!(
+        (done.state, done.at, done.resolved_by),
+        (FindingState::Resolved, 260.0, Some(ResolvedBy::Cleared))
+    );
+}
+
+#[test]
+fn per_unit_ceiling() {
+    let rule = CeilingRule::per_unit(sel("live.presence.callbacks"), "live.http.streams", 3.0)
+        .name("cb-per-stream");
+    let mut e = Engine::new(RuleSet::new().with(rule)).unwrap();
+    let out = run(&mut e, 0..100, |t| {
+        let cb = if (30.0..60.0).contains(&t) {
+            350.0
+        } else {
+            250.0
+        };
+        vec![
+            ("live.presence.callbacks", cb),
+            ("live.http.streams", 100.0),
+        ]
+    });
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(
+        (out[0].rule, out[0].name.as_str(), out[0].at),
+        (RuleKind::Ceiling, "cb-per-stream", 30.0)
+    );
+    assert_eq!((out[0].limit, out[0].ratio), (Some(300.0), Some(3.5)));
+    assert_eq!((out[1].state, out[1].at), (FindingState::Resolved, 60.0));
+}
+
+#[test]
+fn absolute_ceiling_applies_to_each_selected_series() {
+    let rule = CeilingRule::absolute(sel("live.*"), 1000.0).sustain(Duration::from_secs(5));
+    let mut e = Engine::new(RuleSet::new().with(rule)).unwrap();
+    let out = run(&mut e, 0..20, |t| {
+        vec![
+            ("live.a", 10.0),
+            ("live.b", 900.0 + 20.0 * t),
+            ("other", 1e9),
+        ]
+    });
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(
+        (out[0].series.as_str(), out[0].since, out[0].at),
+        ("live.b", 6.0, 11.0)
+    );
+}
+
+#[test]
+fn relative_to_ignores_load_following_growth_but_catches_per_load_growth() {
+    let rules =
+        RuleSet::new().with(GrowthRule::new(sel("live.*")).relative_to("live.http.streams"));
+    let mut e = Engine::new(rules).unwrap();
+    let mut n = Noise(3);
+    let out = run(&mut e, 0..5400, |t| {
+        let load = (400.0 * (1.0 + t / 3600.0) + 4.0 * n.next()).round();
+        let follows = (2.0 * load + 10.0 * n.next()).round();
+        let per = 2.0 * (1.0 + 0.01 / 60.0 * (t - 1200.0).max(0.0));
+        let leaks = (per * load + 10.0 * n.next()).round();
+        vec![
+            ("live.http.streams", load),
+            ("live.follows", follows),
+            ("live.leaks", leaks),
+        ]
+    });
+    let firing: Vec<_> = out.iter().filter(|f| f.is_firing()).collect();
+    assert_eq!(firing.len(), 1, "{out:#?}");
+    assert_eq!(firing[0].series, "live.leaks");
+    assert_eq!(firing[0].other.as_deref(), Some("live.http.streams"));
+    assert!(firing[0].ratio.unwrap() > 2.0 && firing[0].slope_per_sec.unwrap() > 0.0);
+}
+
+#[test]
+fn counter_restart_resolves_and_does_not_fire() {
+    let mut e = growth_engine();
+    let mut n = Noise(11);
+    // Leaks from t = 900, restarts at t = 2400 and comes back flat after a ramp.
+    let out = run(&mut e, 0..5400, |t| {
+        let v = if t < 2400.0 {
+            600.0 + 10.0 / 60.0 * (t - 900.0).max(0.0)
+        } else {
+            600.0 * (1.0 - (-(t - 2400.0) / 60.0).exp())
+        };
+        vec![("live.callbacks", (v + 10.0 * n.next()).round().max(0.0))]
+    });
+    let states: Vec<_> = out.iter().map(|f| (f.state, f.resolved_by)).collect();
+    assert_eq!(
+        states,
+        [
+            (FindingState::Firing, None),
+            (FindingState::Resolved, Some(ResolvedBy::Reset))
+        ],
+        "{out:#?}"
+    );
+    assert!(out[1].at >= 2400.0 && out[1].at <= 2402.0);
+}
+
+#[test]
+fn late_series_is_watched_and_gone_series_resolves() {
+    let config = EngineConfig {
+        stale_after: Duration::from_secs(120),
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::with_config(RuleSet::default_growth(sel("live.*")), config).unwrap();
+    let mut n = Noise(5);
+    let out = run(&mut e, 0..4000, |t| {
+        let mut v = vec![("live.early", (300.0 + 6.0 * n.next()).round())];
+        if (1000.0..3000.0).contains(&t) {
+            let leak = 10.0 / 60.0 * (t - 1800.0).max(0.0);
+            v.push(("live.late", (500.0 + leak + 10.0 * n.next()).round()));
+        }
+        v
+    });
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(
+        (out[0].series.as_str(), out[0].state),
+        ("live.late", FindingState::Firing)
+    );
+    assert!(out[0].at > 1800.0);
+    assert_eq!(out[1].resolved_by, Some(ResolvedBy::Gone));
+    assert!(out[1].at >= 3119.0 && out[1].at <= 3131.0, "{}", out[1].at);
+    assert_eq!(e.series_count(), 1);
+}
+
+#[test]
+fn nan_inf_and_out_of_order_input_is_ignored() {
+    let mut e = growth_engine();
+    let mut n = Noise(9);
+    let out = run(&mut e, 0..3600, |t| {
+        let v = (700.0 + 10.0 * n.next()).round();
+        let v = match t as u32 % 7 {
+            0 => f64::NAN,
+            1 => f64::INFINITY,
+            _ => v,
+        };
+        vec![("live.x", v), ("live.x", -1e9)]
+    });
+    assert!(out.is_empty(), "{out:#?}");
+    assert!(e.observe(f64::NAN, [("live.x", 1.0)]).is_empty());
+    assert!(
+        e.observe(10.0, [("live.x", 1e12)]).is_empty(),
+        "older than the last sample: ignored"
+    );
+}
+
+#[test]
+fn irregular_sampling_with_gaps_still_detects() {
+    let mut e = growth_engine();
+    let mut n = Noise(13);
+    let mut out = Vec::new();
+    let mut t = 0.0;
+    while t < 4000.0 {
+        // Gaps of 1-4 s, and a 5 minute hole in the recording.
+        t += 1.0 + (n.next().abs() * 2.0).floor();
+        if (1500.0..1800.0).contains(&t) {
+            continue;
+        }
+        let leak = 10.0 / 60.0 * (t - 1000.0_f64).max(0.0);
+        out.extend(e.observe(t, [("live.x", (500.0 + leak + 10.0 * n.next()).round())]));
+    }
+    assert_eq!(out.iter().filter(|f| f.is_firing()).count(), 1, "{out:#?}");
+}
+
+#[test]
+fn findings_serialize_with_stable_field_names() {
+    let rule = CeilingRule::absolute(sel("live.*"), 1.0);
+    let mut e = Engine::new(RuleSet::new().with(rule)).unwrap();
+    let f = e.observe(5.0, [("live.a", 2.0)]).remove(0);
+    let json = serde_json::to_value(&f).unwrap();
+    assert_eq!(json["state"], "firing");
+    assert_eq!(json["rule"], "ceiling");
+    assert_eq!(json["name"], "ceiling");
+    assert_eq!(json["series"], "live.a");
+    assert_eq!(json["at"], 5.0);
+    assert_eq!(json["since"], 5.0);
+    assert_eq!(json["limit"], 1.0);
+    assert!(json.get("slope_per_sec").is_none());
+    let back: Finding = serde_json::from_value(json).unwrap();
+    assert_eq!(back, f);
+}
+
+#[test]
+fn invalid_configs_are_rejected_with_actionable_errors() {
+    let too_long = GrowthRule::new(sel("*")).windows(vec![Duration::from_secs(6 * 3600)]);
+    let err = Engine::new(RuleSet::new().with(too_long)).unwrap_err();
+    assert!(matches!(err, ConfigError::WindowTooLong { .. }));
+    assert!(err.to_string().contains("bucket_secs"), "{err}");
+
+    let dup = RuleSet::new()
+        .with(GrowthRule::new(sel("a")))
+        .with(GrowthRule::new(sel("b")));
+    assert!(matches!(
+        Engine::new(dup).unwrap_err(),
+        ConfigError::DuplicateName { .. }
+    ));
+
+    let bad_z = GrowthRule::new(sel("a")).min_z(0.5).resolve_z(1.0);
+    assert!(
+        Engine::new(RuleSet::new().with(bad_z))
+            .unwrap_err()
+            .to_string()
+            .contains("resolve_z")
+    );
+
+    let bad = CeilingRule::per_unit(sel("a"), "b", 0.0);
+    assert!(Engine::new(RuleSet::new().with(bad)).is_err());
+
+    let json = r#"{"growth":[{"name":"g","series":["live.*"],"windows_secs":[240,960]}],
+                   "divergence":[{"name":"d","series":"a","other":"b","sustain_secs":90}]}"#;
+    let rules: RuleSet = serde_json::from_str(json).unwrap();
+    assert_eq!(rules.divergence[0].sustain, Duration::from_secs(90));
+    assert!(Engine::new(rules).is_ok());
+    let bad_pattern = r#"{"growth":[{"series":[""]}]}"#;
+    assert!(
+        serde_json::from_str::<RuleSet>(bad_pattern)
+            .unwrap_err()
+            .to_string()
+            .contains("pattern")
+    );
+}
