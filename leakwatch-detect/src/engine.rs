@@ -453,13 +453,12 @@ impl Engine {
     /// Bytes of detector state for one series watched by every growth rule of this engine
     /// (history, detector state and bookkeeping, excluding the name's characters).
     pub fn state_bytes_per_series(&self) -> usize {
-        std::mem::size_of::<Series>()
-            + std::mem::size_of::<(Box<str>, usize)>()
-            + self
-                .growth
-                .iter()
-                .map(|c| c.state_bytes() + std::mem::size_of::<RelativeTrack>())
-                .sum::<usize>()
+        let tracks: usize = self
+            .growth
+            .iter()
+            .map(|c| c.state_bytes() + std::mem::size_of::<(usize, GrowthTrack)>())
+            .sum();
+        std::mem::size_of::<Series>() + std::mem::size_of::<(Box<str>, usize)>() + tracks
     }
 }
 

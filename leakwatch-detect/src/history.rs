@@ -280,6 +280,17 @@ impl History {
         out.extend(self.coarse.iter().map(|p| f64::from(p.v)));
     }
 
+    /// Values of coarse points that ended before `before`, oldest first.
+    pub(crate) fn coarse_values_before(&self, before: f64, out: &mut Vec<f64>) {
+        out.clear();
+        out.extend(
+            self.coarse
+                .iter()
+                .filter(|p| self.coarse_end(*p) <= before)
+                .map(|p| f64::from(p.v)),
+        );
+    }
+
     /// Values of all kept fine points, oldest first.
     pub(crate) fn fine_values(&self, out: &mut Vec<f64>) {
         out.clear();

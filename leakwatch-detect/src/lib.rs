@@ -41,10 +41,20 @@
 //!
 //! # Memory
 //!
-//! Every series watched by a growth rule keeps a fixed-size history (see
-//! [`GrowthRule::state_bytes_per_series`]): with the defaults, 48 fine and 64 coarse bucket
-//! medians of 8 bytes each plus ~0.4 KB of bookkeeping, about 1.3 KB per series per growth rule,
-//! whatever the uptime. Series not watched by a growth rule cost only their name and latest value.
+//! Every series watched by a growth rule keeps a fixed-size history, whatever the uptime:
+//! with the defaults 36 fine (10 s) and 64 coarse (60 s) bucket medians of 8 bytes each,
+//! plus the bucket being filled and the detector state: about 2.1 KB per series per growth
+//! rule in all ([`Engine::state_bytes_per_series`], [`GrowthRule::state_bytes_per_series`]),
+//! i.e. ~21 MB for 10,000 series. Series not watched by a growth rule cost only their name
+//! and latest value.
+//!
+//! # Cost
+//!
+//! A sample costs a hash lookup and a push into its bucket; trend statistics run only when
+//! a bucket closes (every 10 s fine, 60 s coarse), with bucket boundaries staggered per
+//! series, and most evaluations of healthy series stop at the cheap new-high check.
+//! Measured (`cargo bench -p leakwatch-detect --bench cost`, shared 2-core box): 0.16–0.28% of one core for
+//! 10,000 healthy series at 1 s, 0.54–0.65% when every series leaks.
 
 #![deny(missing_docs)]
 

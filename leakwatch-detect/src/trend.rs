@@ -129,11 +129,13 @@ fn autocorrelation_factor(t: &[f64], y: &[f64], slope: f64) -> f64 {
     1.0 + 2.0 * sum / (nf * (nf - 1.0) * (nf - 2.0))
 }
 
-/// Robust scale (σ-equivalent) of the differences `y[i + lag] - y[i]`: how much the series
+/// Spread (σ-equivalent) of the differences `y[i + lag] - y[i]`: how much the series
 /// typically moves over `lag` points. `None` with fewer than `min` differences.
 ///
-/// A constant trend only shifts the differences, and the MAD is taken around their median,
-/// so this measures the wander of a series even while it leaks.
+/// Measured as the 90th percentile of |difference − median difference| / 1.645, which
+/// equals σ for Gaussian wander, ignores a constant trend (it only shifts the differences)
+/// and up to 10% of outliers (spikes), but, unlike the MAD, still sees the rare large
+/// moves of a sawtooth (mostly small differences, sometimes a whole tooth).
 pub(crate) fn lag_scale(y: &[f64], lag: usize, min: usize, scratch: &mut Vec<f64>) -> Option<f64> {
     if lag == 0 || y.len() < lag + min {
         return None;
@@ -144,7 +146,9 @@ pub(crate) fn lag_scale(y: &[f64], lag: usize, min: usize, scratch: &mut Vec<f64
     for d in scratch.iter_mut() {
         *d = (*d - med).abs();
     }
-    Some(1.4826 * median_in_place(scratch))
+    let k = ((scratch.len() - 1) as f64 * 0.9).round() as usize;
+    let (_, q, _) = scratch.select_nth_unstable_by(k, f64::total_cmp);
+    Some(*q / 1.645)
 }
 
 #[cfg(test)]

@@ -98,21 +98,32 @@ fn level(rng: &mut Rng) -> f64 {
     10f64.powf(rng.range(2.5, 3.5))
 }
 
-/// Base noise of every scenario: white σ = 2% of L plus an OU wander σ = 1% of L, τ = 100 s.
+/// Base noise of every scenario unless stated: white σ = 3% of L. Correlated noise (which
+/// hides trends far better than white noise) has its own scenarios: `ou_wander`,
+/// `heavy_noise`, `wander_leak`.
 struct Base {
     l: f64,
-    ou: Ou,
+    white: f64,
+    ou: Option<Ou>,
 }
 
 impl Base {
-    fn new(rng: &mut Rng, l: f64) -> Self {
+    fn new(_rng: &mut Rng, l: f64) -> Self {
         Self {
             l,
-            ou: Ou::new(rng, 0.01 * l, 100.0),
+            white: 0.03,
+            ou: None,
+        }
+    }
+    fn with_wander(rng: &mut Rng, l: f64, white: f64, ou_sigma: f64) -> Self {
+        Self {
+            l,
+            white,
+            ou: Some(Ou::new(rng, ou_sigma * l, 100.0)),
         }
     }
     fn noise(&mut self, rng: &mut Rng) -> f64 {
-        0.02 * self.l * rng.normal() + self.ou.step(rng)
+        self.white * self.l * rng.normal() + self.ou.as_mut().map_or(0.0, |o| o.step(rng))
     }
 }
 
@@ -175,6 +186,25 @@ pub fn scenarios() -> Vec<Scenario> {
             secs: 7200,
             relative: false,
             make: |r, n| linear_leak(r, n, 0.2),
+        },
+        Scenario {
+            name: "wander_leak",
+            about: "linear leak 1%/min of L on a mean-reverting wander (OU σ 2% of L, τ 100 s) + 2% white",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let t0 = onset(rng);
+                let mut b = Base::with_wander(rng, l, 0.02, 0.02);
+                let values = (0..n)
+                    .map(|s| count(l + 0.01 / 60.0 * l * (s as f64 - t0).max(0.0) + b.noise(rng)))
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Leak { onset: t0 },
+                }
+            },
         },
         Scenario {
             name: "step_leak",

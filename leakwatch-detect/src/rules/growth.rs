@@ -570,7 +570,7 @@ impl GrowthTrack {
         s.a.clear();
         s.a.extend_from_slice(&s.ys);
         let typical = median_in_place(&mut s.a).abs();
-        let wander = self.wander(c, span, s);
+        let wander = self.wander(c, span, from, s);
         let floor = r
             .min_rise
             .max(r.min_rise_fraction * typical)
@@ -587,24 +587,29 @@ impl GrowthTrack {
 }
 
 impl GrowthTrack {
-    /// How much this series typically moves over `span` seconds (robust σ of lagged
-    /// differences of bucket medians, the larger of both resolutions when both have enough
-    /// points). A rise has to stand out against this to be called growth: it is what keeps
-    /// mean-reverting wander, whose excursions look like trends over short windows, quiet.
-    fn wander(&self, c: &CompiledGrowth, span: f64, s: &mut Scratch) -> f64 {
-        let mut w: f64 = 0.0;
+    /// How much this series typically moves over `span` seconds: the spread of lagged
+    /// differences of bucket medians (see `trend::lag_scale`), the larger of the coarse
+    /// medians from before the window (the whole ring if that is too short) and the fine
+    /// ring. A rise must stand out against this to be called growth: it is what keeps
+    /// mean-reverting wander and long sawtooth teeth, which look like trends over a short
+    /// window, quiet.
+    fn wander(&self, c: &CompiledGrowth, span: f64, from: f64, s: &mut Scratch) -> f64 {
         let coarse = c.geo.fine * f64::from(c.geo.factor);
-        for (res, width) in [(Resolution::Fine, c.geo.fine), (Resolution::Coarse, coarse)] {
-            let lag = (span / width).round() as usize;
-            match res {
-                Resolution::Fine => self.history.fine_values(&mut s.a),
-                Resolution::Coarse => self.history.coarse_values(&mut s.a),
-            }
-            if let Some(x) = lag_scale(&s.a, lag, 6, &mut s.b) {
-                w = w.max(x);
-            }
+        let lag = ((span / coarse).round() as usize).max(1);
+        self.history.coarse_values_before(from, &mut s.a);
+        let w = lag_scale(&s.a, lag, 8, &mut s.b);
+        if let Some(w) = w {
+            return w;
         }
-        w
+        // Young series: too little history before the window. Take the larger of both
+        // resolutions over everything kept; the fine one also counts white noise, so this
+        // errs on the quiet side until the series has some history.
+        self.history.coarse_values(&mut s.a);
+        let coarse_w = lag_scale(&s.a, lag, 6, &mut s.b);
+        self.history.fine_values(&mut s.a);
+        let lag = (span / c.geo.fine).round() as usize;
+        let fine_w = lag_scale(&s.a, lag, 6, &mut s.b);
+        coarse_w.unwrap_or(0.0).max(fine_w.unwrap_or(0.0))
     }
 }
 
