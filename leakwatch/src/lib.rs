@@ -14,7 +14,7 @@
 //! }
 //!
 //! // Tracked types: every instance is counted.
-//! let w = Watch { user: 7, __tracked: Default::default() };
+//! let w = Watch { user: 7, __tracked_Default_default: Default::default() };
 //! assert_eq!(leakwatch::counts::<Watch>().live, 1);
 //! drop(w);
 //! assert_eq!(leakwatch::counts::<Watch>().live, 0);
@@ -59,19 +59,24 @@ mod connections;
 mod counter;
 mod event;
 pub mod facade;
+#[cfg(feature = "graphite")]
+pub mod graphite;
 pub mod memory;
 pub mod recording;
 mod registry;
 pub mod scope;
 mod site;
 mod snapshot;
+#[cfg(feature = "statsd")]
+pub mod statsd;
 pub mod testing;
 mod token;
 mod tracked;
+pub mod watchdog;
 
 pub use callbacks::{Callbacks, Subscription};
-pub use event::EventCounter;
 pub use connections::{AliveFlag, CloseReason, Connection, Connections, Reaper};
+pub use event::EventCounter;
 pub use registry::Registry;
 pub use scope::{Scope, ScopeBuilder, ScopeClosed, ScopeFinding};
 pub use site::Site;
@@ -81,6 +86,12 @@ pub use snapshot::{
 pub use testing::{assert_returns_to, assert_returns_within};
 pub use token::{Named, Token, named, named_in};
 pub use tracked::{Tracked, Tracker, counts};
+pub use watchdog::{Alert, AlertHook, AlertState, Watchdog, WatchdogBuilder};
+
+/// The detectors ([`leakwatch_detect`]): rules, selectors and the engine the watchdog and
+/// `leakwatch analyze` share.
+pub use leakwatch_detect as detect;
+pub use leakwatch_detect::{CeilingRule, DivergenceRule, GrowthRule, Selector};
 
 pub use leakwatch_macros::tracked;
 

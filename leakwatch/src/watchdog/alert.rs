@@ -1,0 +1,300 @@
+//! `Alert`: what hooks receive, and the de-duplication that decides which alerts are sent.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use leakwatch_detect::{Finding, FindingState, Window};
+use serde::{Deserialize, Serialize};
+
+use crate::scope::ScopeFinding;
+use crate::site::Site;
+use crate::snapshot::Snapshot;
+
+/// Whether an alert starts or ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// The condition holds.
+    Firing,
+    /// The condition cleared.
+    Resolved,
+}
+
+impl AlertState {
+    /// `"firing"` or `"resolved"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// An alert: a detector finding or a scope finding, with context for a human.
+///
+/// Serialises (e.g. for the webhook and recordings) as a JSON object with at least `"rule"`
+/// (`growth`, `divergence`, `ceiling`, `late_registration`, `outlived`), `"series"` and
+/// `"state"` (`firing` / `resolved`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Kind of rule: `growth`, `divergence`, `ceiling`, `late_registration` or `outlived`.
+    pub rule: String,
+    /// The rule's configured name (for scope findings, the scope's name).
+    pub name: String,
+    /// The series the alert is about.
+    pub series: String,
+    /// The other series involved (load, divergence partner, per-unit base), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other: Option<String>,
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// Current values of the series involved.
+    pub values: BTreeMap<String, f64>,
+    /// Estimated growth per second (growth rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slope_per_sec: Option<f64>,
+    /// `series / other` where it applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// What the series should be (divergence) or may be at most (ceiling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<f64>,
+    /// The window the slope or ratio was computed over (seconds since the watchdog started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+    /// When the condition started, seconds since the watchdog started.
+    pub since: f64,
+    /// When this alert was raised, seconds since the watchdog started.
+    pub at: f64,
+    /// Creation sites of the oldest live items of the series, where known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hint: Vec<Site>,
+    /// One readable line.
+    pub message: String,
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(site) = self.hint.first() {
+            write!(f, " (oldest live created at {})", site.location)?;
+        }
+        Ok(())
+    }
+}
+
+/// The series name behind a flattened metric (`live.presence.Watch` → `presence.Watch`).
+fn series_of_metric(metric: &str) -> &str {
+    metric.split_once('.').map_or(metric, |(_, rest)| rest)
+}
+
+/// How many creation sites an alert carries as its hint.
+const HINT_SITES: usize = 3;
+
+impl Alert {
+    /// Builds an alert from a detector finding, with hints from `snapshot`.
+    pub(crate) fn from_finding(f: &Finding, snapshot: &Snapshot) -> Alert {
+        let mut values = BTreeMap::new();
+        values.insert(f.series.clone(), f.value);
+        if let (Some(o), Some(v)) = (&f.other, f.other_value) {
+            values.insert(o.clone(), v);
+        }
+        let hint = snapshot
+            .get(series_of_metric(&f.series))
+            .map(|s| s.sites.iter().take(HINT_SITES).cloned().collect())
+            .unwrap_or_default();
+        let state = match f.state {
+            FindingState::Firing => AlertState::Firing,
+            FindingState::Resolved => AlertState::Resolved,
+        };
+        Alert {
+            rule: f.rule.as_str().to_owned(),
+            name: f.name.clone(),
+            series: f.series.clone(),
+            other: f.other.clone(),
+            state,
+            values,
+            slope_per_sec: f.slope_per_sec,
+            ratio: f.ratio,
+            expected: f.expected.or(f.limit),
+            window: f.window,
+            since: f.since,
+            at: f.at,
+            hint,
+            message: f.to_string(),
+        }
+    }
+
+    /// Builds a (firing, one-shot) alert from a scope finding.
+    pub(crate) fn from_scope(f: &ScopeFinding, at: f64) -> Alert {
+        let hint = vec![Site {
+            location: f.site().to_owned(),
+            live: 1,
+            age_ms: match f {
+                ScopeFinding::Outlived { age_ms, .. } => *age_ms,
+                ScopeFinding::LateRegistration { .. } => 0,
+            },
+        }];
+        Alert {
+            rule: f.kind().to_owned(),
+            name: f.scope().to_owned(),
+            series: f.item().to_owned(),
+            other: Some(f.scope().to_owned()),
+            state: AlertState::Firing,
+            values: BTreeMap::new(),
+            slope_per_sec: None,
+            ratio: None,
+            expected: None,
+            window: None,
+            since: at,
+            at,
+            hint,
+            message: f.to_string(),
+        }
+    }
+
+    fn key(&self) -> (String, String, String) {
+        let site = if self.rule == "late_registration" || self.rule == "outlived" {
+            self.hint
+                .first()
+                .map(|s| s.location.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        (self.name.clone(), self.series.clone(), site)
+    }
+}
+
+enum KeyState {
+    Firing,
+    Resolved {
+        at: f64,
+    },
+    /// Re-fired inside the cooldown: neither this firing nor its resolve is sent.
+    Suppressed {
+        resolved_at: f64,
+    },
+}
+
+/// De-duplicates alerts: a condition that resolves and fires again within the cooldown is not
+/// re-sent (flapping), and a one-shot scope finding from the same site is sent at most once per
+/// cooldown.
+pub(crate) struct Deduper {
+    cooldown: f64,
+    states: HashMap<(String, String, String), KeyState>,
+    suppressed: u64,
+}
+
+impl Deduper {
+    pub(crate) fn new(cooldown: Duration) -> Self {
+        Deduper {
+            cooldown: cooldown.as_secs_f64(),
+            states: HashMap::new(),
+            suppressed: 0,
+        }
+    }
+
+    /// Alerts suppressed so far.
+    pub(crate) fn suppressed(&self) -> u64 {
+        self.suppressed
+    }
+
+    /// Whether `alert` should be sent.
+    pub(crate) fn admit(&mut self, alert: &Alert) -> bool {
+        let one_shot = alert.rule == "late_registration" || alert.rule == "outlived";
+        let key = alert.key();
+        let admit = match (alert.state, self.states.get(&key)) {
+            (AlertState::Firing, Some(KeyState::Resolved { at }))
+                if alert.at - at < self.cooldown =>
+            {
+                let resolved_at = *at;
+                self.states
+                    .insert(key, KeyState::Suppressed { resolved_at });
+                false
+            }
+            (AlertState::Firing, Some(KeyState::Firing)) if one_shot => false,
+            (AlertState::Firing, Some(KeyState::Suppressed { .. })) => false,
+            (AlertState::Firing, _) => {
+                // One-shot findings count as resolved at once, so the cooldown starts now.
+                let next = if one_shot {
+                    KeyState::Resolved { at: alert.at }
+                } else {
+                    KeyState::Firing
+                };
+                self.states.insert(key, next);
+                true
+            }
+            (AlertState::Resolved, Some(KeyState::Firing)) => {
+                self.states.insert(key, KeyState::Resolved { at: alert.at });
+                true
+            }
+            (AlertState::Resolved, Some(KeyState::Suppressed { resolved_at })) => {
+                let at = *resolved_at;
+                self.states.insert(key, KeyState::Resolved { at });
+                false
+            }
+            (AlertState::Resolved, _) => false,
+        };
+        if !admit {
+            self.suppressed += 1;
+        }
+        admit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(state: AlertState, at: f64) -> Alert {
+        Alert {
+            rule: "growth".into(),
+            name: "growth".into(),
+            series: "live.x".into(),
+            other: None,
+            state,
+            values: BTreeMap::new(),
+            slope_per_sec: None,
+            ratio: None,
+            expected: None,
+            window: None,
+            since: at,
+            at,
+            hint: vec![],
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn flapping_inside_cooldown_is_suppressed() {
+        let mut d = Deduper::new(Duration::from_secs(60));
+        assert!(d.admit(&alert(AlertState::Firing, 0.0)));
+        assert!(d.admit(&alert(AlertState::Resolved, 10.0)));
+        assert!(!d.admit(&alert(AlertState::Firing, 20.0)));
+        assert!(!d.admit(&alert(AlertState::Resolved, 30.0)));
+        assert!(d.admit(&alert(AlertState::Firing, 100.0)));
+        assert_eq!(d.suppressed(), 2);
+    }
+
+    #[test]
+    fn resolve_without_fire_is_dropped() {
+        let mut d = Deduper::new(Duration::from_secs(60));
+        assert!(!d.admit(&alert(AlertState::Resolved, 1.0)));
+    }
+
+    #[test]
+    fn one_shot_findings_respect_cooldown() {
+        let f = ScopeFinding::LateRegistration {
+            scope: "conn".into(),
+            item: "relay".into(),
+            site: "a.rs:1:1".into(),
+            after_close_ms: 3,
+        };
+        let mut d = Deduper::new(Duration::from_secs(60));
+        assert!(d.admit(&Alert::from_scope(&f, 0.0)));
+        assert!(!d.admit(&Alert::from_scope(&f, 5.0)));
+        assert!(d.admit(&Alert::from_scope(&f, 61.0)));
+    }
+}

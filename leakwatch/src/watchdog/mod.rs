@@ -1,0 +1,550 @@
+//! The watchdog: samples every series on its own thread, runs the detectors, raises alerts.
+//!
+//! ```
+//! use std::time::Duration;
+//! use leakwatch::{DivergenceRule, Watchdog};
+//!
+//! let reg = leakwatch::Registry::new();
+//! let watchdog = Watchdog::builder()
+//!     .registry(&reg)
+//!     .interval(Duration::from_millis(100))
+//!     .divergence(DivergenceRule::new("live.presence.callbacks", "live.http.streams"))
+//!     .hook(|alert: &leakwatch::Alert| eprintln!("{alert}"))
+//!     .log_alerts()
+//!     .start()
+//!     .expect("valid rules");
+//! // ... the service runs ...
+//! watchdog.stop();
+//! ```
+//!
+//! Each tick (default every second; no async runtime needed) the watchdog:
+//! 1. takes a [`Snapshot`] of its registry and flattens it with [`Snapshot::metrics`];
+//! 2. hands the snapshot to every [`on_sample`](WatchdogBuilder::on_sample) consumer (exporters);
+//! 3. appends the values to a bounded history and to the recording, if any;
+//! 4. feeds them to one [`leakwatch_detect::Engine`]: the same detectors `leakwatch analyze`
+//!    runs offline;
+//! 5. turns findings into [`Alert`]s, de-duplicates them, and queues them for the hooks.
+//!
+//! Scope findings (registration after close, outlived scope) become alerts the moment they
+//! happen, without waiting for a tick.
+//!
+//! With no rules configured, growth is watched on [`default_selection`]: every tracked type's,
+//! token's, callback registry's, scope's and connection tracker's live count, plus resident and
+//! heap memory.
+
+mod alert;
+mod history;
+mod hooks;
+mod webhook;
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, unbounded};
+use leakwatch_detect::{
+    CeilingRule, ConfigError, DivergenceRule, Engine, GrowthRule, Rule, RuleSet, Selector,
+};
+use parking_lot::Mutex;
+
+pub use alert::{Alert, AlertState};
+pub use hooks::{AlertHook, LogHook};
+pub use webhook::WebhookHook;
+
+use crate::recording::{Header, RecordingWriter, Rotation};
+use crate::registry::Registry;
+use crate::snapshot::Snapshot;
+use alert::Deduper;
+use history::History;
+use hooks::{Dispatcher, HookCounters};
+
+/// Patterns of the series watched for growth when no growth rule is configured.
+pub const DEFAULT_GROWTH_PATTERNS: &[&str] =
+    &["live.*", "memory.resident_bytes", "memory.heap_bytes"];
+
+/// The default growth selection ([`DEFAULT_GROWTH_PATTERNS`]).
+pub fn default_selection() -> Selector {
+    Selector::new(DEFAULT_GROWTH_PATTERNS.iter().copied()).expect("valid built-in patterns")
+}
+
+/// The rules used when none are configured: growth on [`default_selection`] with the
+/// detector's default parameters. `leakwatch analyze` starts from the same set.
+pub fn default_rules() -> RuleSet {
+    RuleSet::default_growth(default_selection())
+}
+
+/// Why a watchdog could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchdogError {
+    /// A rule is invalid.
+    #[error("invalid watchdog rule: {0}")]
+    Rule(#[from] ConfigError),
+    /// The recording file could not be created.
+    #[error("cannot create recording {path}: {source}")]
+    Recording {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The interval is zero.
+    #[error("the sampling interval must be greater than zero")]
+    ZeroInterval,
+}
+
+type SampleConsumer = Box<dyn FnMut(&Snapshot) + Send>;
+
+/// Configures and starts a [`Watchdog`].
+pub struct WatchdogBuilder {
+    registry: Registry,
+    interval: Duration,
+    tick_seconds: Option<f64>,
+    rules: RuleSet,
+    default_growth: bool,
+    load: Option<String>,
+    cooldown: Duration,
+    hooks: Vec<Box<dyn AlertHook>>,
+    consumers: Vec<SampleConsumer>,
+    recording: Option<(PathBuf, Rotation)>,
+    history_len: usize,
+}
+
+impl std::fmt::Debug for WatchdogBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchdogBuilder")
+            .field("interval", &self.interval)
+            .field("rules", &self.rules)
+            .field("hooks", &self.hooks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WatchdogBuilder {
+    /// Watch `registry` instead of the global one.
+    pub fn registry(mut self, registry: &Registry) -> Self {
+        self.registry = registry.clone();
+        self
+    }
+
+    /// Time between samples (default 1 s).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// How many seconds each tick counts as for the detectors and the recording (default: the
+    /// interval). Simulations and tests use this to replay an hour of 1 s samples in seconds.
+    pub fn tick_seconds(mut self, seconds: f64) -> Self {
+        self.tick_seconds = Some(seconds);
+        self
+    }
+
+    /// Adds a divergence rule: two series that should match (`a ≈ k·b + c`).
+    pub fn divergence(mut self, rule: DivergenceRule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Adds a growth rule. Adding one replaces the default growth watch unless
+    /// [`default_growth`](Self::default_growth) is called with `true`.
+    pub fn growth(mut self, rule: GrowthRule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Adds a ceiling rule: an absolute limit or a limit per unit of another series.
+    pub fn ceiling(mut self, rule: CeilingRule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Adds any rule.
+    pub fn rule(mut self, rule: impl Into<Rule>) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Whether the default growth watch ([`default_selection`]) runs. Default: only when no
+    /// growth rule was added.
+    pub fn default_growth(mut self, on: bool) -> Self {
+        self.default_growth = on;
+        self
+    }
+
+    /// Judges the default growth watch relative to `load` (e.g. `live.http.streams`): growth
+    /// that merely follows load is not a leak, growth of the per-load ratio is.
+    pub fn load_series(mut self, load: impl Into<String>) -> Self {
+        self.load = Some(load.into());
+        self
+    }
+
+    /// Minimum time before an alert that resolved may be sent again (default 5 min), and
+    /// between two one-shot scope alerts from the same site.
+    pub fn cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Adds an alert hook (a closure `FnMut(&Alert)` or an [`AlertHook`]).
+    pub fn hook(mut self, hook: impl AlertHook) -> Self {
+        self.hooks.push(Box::new(hook));
+        self
+    }
+
+    /// Logs alerts through `tracing` ([`LogHook`]).
+    pub fn log_alerts(self) -> Self {
+        self.hook(LogHook)
+    }
+
+    /// POSTs alerts as JSON to `url` ([`WebhookHook`] with default timeout and retries).
+    pub fn webhook(self, url: impl Into<String>) -> Self {
+        self.webhook_hook(WebhookHook::new(url))
+    }
+
+    /// Adds a configured [`WebhookHook`]; its failures are counted in the watched registry.
+    pub fn webhook_hook(self, mut hook: WebhookHook) -> Self {
+        hook.count_failures_in(&self.registry);
+        self.hook(hook)
+    }
+
+    /// Calls `consumer` with every sampled snapshot, on the watchdog thread (e.g. an exporter).
+    /// A panicking consumer is caught and counted (`count.leakwatch.sample_consumer.panics`).
+    pub fn on_sample(mut self, consumer: impl FnMut(&Snapshot) + Send + 'static) -> Self {
+        self.consumers.push(Box::new(consumer));
+        self
+    }
+
+    /// Publishes every sample through the `metrics` facade ([`crate::facade::MetricsBridge`]).
+    pub fn publish_metrics(self) -> Self {
+        let mut bridge = crate::facade::MetricsBridge::new();
+        self.on_sample(move |s| bridge.publish(s))
+    }
+
+    /// Writes every sample and alert to a recording at `path` (default rotation: 64 MiB × 4).
+    pub fn record(self, path: impl Into<PathBuf>) -> Self {
+        self.record_with(path, Rotation::default())
+    }
+
+    /// Writes a recording with explicit rotation.
+    pub fn record_with(mut self, path: impl Into<PathBuf>, rotation: Rotation) -> Self {
+        self.recording = Some((path.into(), rotation));
+        self
+    }
+
+    /// Samples of history kept per series for [`Watchdog::history`] (default 300).
+    pub fn history_len(mut self, len: usize) -> Self {
+        self.history_len = len;
+        self
+    }
+
+    /// The rules the watchdog will run.
+    pub fn rules(&self) -> RuleSet {
+        let mut rules = self.rules.clone();
+        let want_default = self.default_growth || rules.growth.is_empty();
+        if want_default {
+            let mut g = GrowthRule::new(default_selection());
+            if let Some(load) = &self.load {
+                g = g.relative_to(load.clone());
+            }
+            rules.growth.insert(0, g);
+        }
+        rules
+    }
+
+    /// Starts the sampling thread.
+    pub fn start(self) -> Result<Watchdog, WatchdogError> {
+        if self.interval.is_zero() {
+            return Err(WatchdogError::ZeroInterval);
+        }
+        let rules = self.rules();
+        let engine = Engine::new(rules)?;
+        let tick_seconds = self
+            .tick_seconds
+            .unwrap_or_else(|| self.interval.as_secs_f64());
+        let started_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .ok();
+        let recording = match &self.recording {
+            None => None,
+            Some((path, rotation)) => Some(
+                RecordingWriter::create(
+                    path,
+                    Header::new((tick_seconds * 1000.0).round() as u64, started_at_ms),
+                    *rotation,
+                )
+                .map_err(|source| WatchdogError::Recording {
+                    path: path.clone(),
+                    source,
+                })?,
+            ),
+        };
+
+        let counters = HookCounters::new(&self.registry);
+        let shared = Arc::new(Shared {
+            dispatcher: Mutex::new(Some(Dispatcher::start(self.hooks, counters))),
+            deduper: Mutex::new(Deduper::new(self.cooldown)),
+            history: Mutex::new(History::new(self.history_len)),
+            active: Mutex::new(BTreeMap::new()),
+            now: AtomicU64::new(0f64.to_bits()),
+            running: AtomicBool::new(true),
+            ticks: AtomicU64::new(0),
+            busy_nanos: AtomicU64::new(0),
+        });
+
+        // Scope findings are turned into alerts on the thread that detects them, at once;
+        // they also go to the sampling thread so the recording has them.
+        let (scope_tx, scope_rx) = unbounded::<Alert>();
+        {
+            let weak = Arc::downgrade(&shared);
+            let scope_tx = Mutex::new(scope_tx);
+            self.registry.on_scope_finding(move |f| {
+                let Some(shared) = weak.upgrade() else { return };
+                if !shared.running.load(Ordering::Relaxed) {
+                    return;
+                }
+                let at = f64::from_bits(shared.now.load(Ordering::Relaxed));
+                let alert = Alert::from_scope(f, at);
+                if shared.admit_and_send(alert.clone()) {
+                    let _ = scope_tx.lock().send(alert);
+                }
+            });
+        }
+
+        let stop = Arc::new((Mutex::new(false), parking_lot::Condvar::new()));
+        let consumer_panics =
+            crate::event::EventCounter::new_in(&self.registry, "leakwatch.sample_consumer.panics");
+        let mut sampler = Sampler {
+            registry: self.registry,
+            engine,
+            consumers: self.consumers,
+            recording,
+            shared: shared.clone(),
+            scope_rx,
+            tick_seconds,
+            consumer_panics,
+        };
+        let interval = self.interval;
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("leakwatch-watchdog".into())
+            .spawn(move || sampler.run(interval, &stop2))
+            .expect("spawn the leakwatch watchdog thread");
+        Ok(Watchdog {
+            shared,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+struct Shared {
+    dispatcher: Mutex<Option<Dispatcher>>,
+    deduper: Mutex<Deduper>,
+    history: Mutex<History>,
+    /// Firing alerts by (rule name, series).
+    active: Mutex<BTreeMap<(String, String), Alert>>,
+    /// Current watchdog time in seconds (f64 bits), for alerts raised between ticks.
+    now: AtomicU64,
+    running: AtomicBool,
+    ticks: AtomicU64,
+    busy_nanos: AtomicU64,
+}
+
+impl Shared {
+    /// De-duplicates and queues `alert` for the hooks; true if it was sent.
+    fn admit_and_send(&self, alert: Alert) -> bool {
+        if !self.deduper.lock().admit(&alert) {
+            return false;
+        }
+        if alert.rule != "late_registration" && alert.rule != "outlived" {
+            let key = (alert.name.clone(), alert.series.clone());
+            let mut active = self.active.lock();
+            match alert.state {
+                AlertState::Firing => {
+                    active.insert(key, alert.clone());
+                }
+                AlertState::Resolved => {
+                    active.remove(&key);
+                }
+            }
+        }
+        if let Some(d) = self.dispatcher.lock().as_ref() {
+            d.send(alert);
+        }
+        true
+    }
+}
+
+struct Sampler {
+    registry: Registry,
+    engine: Engine,
+    consumers: Vec<SampleConsumer>,
+    recording: Option<RecordingWriter>,
+    shared: Arc<Shared>,
+    scope_rx: Receiver<Alert>,
+    tick_seconds: f64,
+    consumer_panics: crate::event::EventCounter,
+}
+
+impl Sampler {
+    fn run(&mut self, interval: Duration, stop: &(Mutex<bool>, parking_lot::Condvar)) {
+        let start = Instant::now();
+        let mut tick: u64 = 0;
+        loop {
+            tick += 1;
+            let deadline = start + interval.mul_f64(tick as f64);
+            {
+                let mut stopped = stop.0.lock();
+                while !*stopped && Instant::now() < deadline {
+                    stop.1.wait_until(&mut stopped, deadline);
+                }
+                if *stopped {
+                    break;
+                }
+            }
+            let began = Instant::now();
+            self.tick(tick as f64 * self.tick_seconds);
+            self.shared
+                .busy_nanos
+                .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            self.shared.ticks.fetch_add(1, Ordering::Relaxed);
+            // A tick that overran the interval skips the missed deadlines rather than
+            // bursting to catch up.
+            let behind = start.elapsed().as_secs_f64() / interval.as_secs_f64();
+            if behind as u64 > tick {
+                tick = behind as u64;
+            }
+        }
+        if let Some(r) = &mut self.recording {
+            let _ = r.flush();
+        }
+    }
+
+    fn tick(&mut self, t: f64) {
+        self.shared.now.store(t.to_bits(), Ordering::Relaxed);
+        let snapshot = self.registry.snapshot();
+        for c in &mut self.consumers {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| c(&snapshot))).is_err() {
+                self.consumer_panics.incr();
+            }
+        }
+        let metrics = snapshot.metrics();
+        let values = || metrics.iter().map(|m| (m.name.as_str(), m.value));
+        self.shared.history.lock().push(t, values());
+        if let Some(r) = &mut self.recording {
+            let map: BTreeMap<&str, f64> = values().collect();
+            // A full disk must not stop the watchdog; the recording just has a gap.
+            let _ = r.tick(t, &map);
+        }
+        while let Ok(alert) = self.scope_rx.try_recv() {
+            if let Some(r) = &mut self.recording {
+                let _ = r.alert(alert.at, &alert);
+            }
+        }
+        for finding in self.engine.observe(t, values()) {
+            let alert = Alert::from_finding(&finding, &snapshot);
+            if self.shared.admit_and_send(alert.clone())
+                && let Some(r) = &mut self.recording
+            {
+                let _ = r.alert(t, &alert);
+            }
+        }
+        if let Some(r) = &mut self.recording {
+            let _ = r.flush();
+        }
+    }
+}
+
+/// A running watchdog. Dropping it (or calling [`stop`](Watchdog::stop)) stops sampling, waits
+/// for the thread, and gives hooks a moment to deliver what is queued.
+pub struct Watchdog {
+    shared: Arc<Shared>,
+    stop: Arc<(Mutex<bool>, parking_lot::Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watchdog")
+            .field("ticks", &self.ticks())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watchdog {
+    /// A builder with defaults: global registry, 1 s interval, default growth watch, 5 min
+    /// cooldown, no hooks.
+    pub fn builder() -> WatchdogBuilder {
+        WatchdogBuilder {
+            registry: Registry::global().clone(),
+            interval: Duration::from_secs(1),
+            tick_seconds: None,
+            rules: RuleSet::new(),
+            default_growth: false,
+            load: None,
+            cooldown: Duration::from_secs(300),
+            hooks: Vec::new(),
+            consumers: Vec::new(),
+            recording: None,
+            history_len: 300,
+        }
+    }
+
+    /// Ticks sampled so far.
+    pub fn ticks(&self) -> u64 {
+        self.shared.ticks.load(Ordering::Relaxed)
+    }
+
+    /// CPU-bound time spent sampling and evaluating, in total.
+    pub fn busy_time(&self) -> Duration {
+        Duration::from_nanos(self.shared.busy_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Alerts firing now.
+    pub fn active_alerts(&self) -> Vec<Alert> {
+        self.shared.active.lock().values().cloned().collect()
+    }
+
+    /// Recent `(t, value)` samples of a flattened series (e.g. `live.presence.Watch`).
+    pub fn history(&self, series: &str) -> Vec<(f64, f64)> {
+        self.shared.history.lock().get(series)
+    }
+
+    /// Names of every series with history.
+    pub fn series(&self) -> Vec<String> {
+        self.shared.history.lock().names()
+    }
+
+    /// Alerts suppressed by de-duplication so far.
+    pub fn suppressed_alerts(&self) -> u64 {
+        self.shared.deduper.lock().suppressed()
+    }
+
+    /// Stops sampling and waits for the thread; hooks get up to a second to drain.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.running.store(false, Ordering::Relaxed);
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(d) = self.shared.dispatcher.lock().take() {
+            d.shutdown(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
