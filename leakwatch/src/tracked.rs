@@ -4,26 +4,55 @@
 use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
 
-use crate::counter::{BatchReader, Half, PairCounter};
+use crate::counter::{BatchReader, Half, Pair, PairCounter};
 use crate::registry::record_peak;
 use crate::snapshot::{Counts, SeriesKind, SeriesSnapshot};
+
+/// How a type's live bytes are known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Size {
+    /// Every instance has this `size_of`.
+    Fixed(usize),
+    /// Generic type: each instantiation adds its own `size_of` to `TypeStats::bytes`.
+    PerInstance,
+    /// `?Sized` or unsized tail: not reported.
+    Unknown,
+}
 
 /// Counters of one `#[tracked]` type. The macro emits one `static` per type.
 #[doc(hidden)]
 pub struct TypeStats {
     name: &'static str,
-    size: usize,
+    size: Size,
     counter: PairCounter,
+    /// Bytes created/dropped, used only by generic types (`Size::PerInstance`).
+    bytes: PairCounter,
     peak: AtomicU64,
 }
 
 impl TypeStats {
     /// Counters for a type called `name` whose values are `size` bytes.
     pub const fn new(name: &'static str, size: usize) -> TypeStats {
+        TypeStats::with_size(name, Size::Fixed(size))
+    }
+
+    /// Counters for a generic type: instantiations differ in size, so each instance reports its
+    /// own ([`Tracked::__LEAKWATCH_INSTANCE_BYTES`]).
+    pub const fn new_generic(name: &'static str) -> TypeStats {
+        TypeStats::with_size(name, Size::PerInstance)
+    }
+
+    /// Counters for a type whose size is not known statically (live bytes not reported).
+    pub const fn new_unsized(name: &'static str) -> TypeStats {
+        TypeStats::with_size(name, Size::Unknown)
+    }
+
+    const fn with_size(name: &'static str, size: Size) -> TypeStats {
         TypeStats {
             name,
             size,
             counter: PairCounter::new(),
+            bytes: PairCounter::new(),
             peak: AtomicU64::new(0),
         }
     }
@@ -48,10 +77,24 @@ impl TypeStats {
         self.counter.incr(Half::Down);
     }
 
+    /// Adds `n` bytes created (`Half::Up`) or dropped, for generic types.
+    #[inline]
+    fn on_bytes(&'static self, half: Half, n: usize) {
+        self.bytes.add(half, n as u64);
+    }
+
     #[cold]
     fn first_use(&'static self) {
         if self.counter.claim_id() {
             crate::registry::register_type(self);
+        }
+    }
+
+    fn live_bytes(&self, live: u64, bytes: impl FnOnce(&PairCounter) -> Pair) -> Option<u64> {
+        match self.size {
+            Size::Fixed(n) => Some(live * n as u64),
+            Size::PerInstance => Some(bytes(&self.bytes).live()),
+            Size::Unknown => None,
         }
     }
 
@@ -64,7 +107,7 @@ impl TypeStats {
             dropped: pair.down,
             live,
             peak: record_peak(&self.peak, pair),
-            live_bytes: Some(live * self.size as u64),
+            live_bytes: self.live_bytes(live, PairCounter::read),
         }
     }
 
@@ -78,9 +121,52 @@ impl TypeStats {
             dropped: pair.down,
             live,
             peak: record_peak(&self.peak, pair),
-            live_bytes: Some(live * self.size as u64),
+            live_bytes: self.live_bytes(live, |c| reader.read(c)),
             extra: Default::default(),
             sites: Vec::new(),
+        }
+    }
+
+    /// Length of `path` with every `::` turned into `.` (for the default series name, computed
+    /// at compile time by the generated code).
+    pub const fn dotted_len(path: &str) -> usize {
+        let b = path.as_bytes();
+        let (mut i, mut n) = (0, 0);
+        while i < b.len() {
+            if b[i] == b':' && i + 1 < b.len() && b[i + 1] == b':' {
+                i += 2;
+            } else {
+                i += 1;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// `path` with every `::` turned into `.`; `N` must be [`TypeStats::dotted_len`]`(path)`.
+    pub const fn dotted<const N: usize>(path: &str) -> [u8; N] {
+        let b = path.as_bytes();
+        let mut out = [0u8; N];
+        let (mut i, mut o) = (0, 0);
+        while i < b.len() {
+            if b[i] == b':' && i + 1 < b.len() && b[i + 1] == b':' {
+                out[o] = b'.';
+                i += 2;
+            } else {
+                out[o] = b[i];
+                i += 1;
+            }
+            o += 1;
+        }
+        out
+    }
+
+    /// The bytes made by [`TypeStats::dotted`] as a `&str` (they came from a `&str` with
+    /// ASCII `::` replaced by ASCII `.`, so they are UTF-8).
+    pub const fn str_from_utf8(bytes: &'static [u8]) -> &'static str {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(_) => panic!("series name is not UTF-8"),
         }
     }
 }
@@ -91,6 +177,11 @@ pub trait Tracked {
     /// The type's counters.
     #[doc(hidden)]
     fn __leakwatch_stats() -> &'static TypeStats;
+
+    /// `Some(size_of::<Self>())` for generic types, whose shared counters cannot know the size
+    /// of each instantiation; `None` when the size is fixed (kept in [`TypeStats`]) or unknown.
+    #[doc(hidden)]
+    const __LEAKWATCH_INSTANCE_BYTES: Option<usize> = None;
 }
 
 /// Counts of a tracked type.
@@ -101,7 +192,7 @@ pub trait Tracked {
 ///     user: u32,
 /// }
 ///
-/// let w = Watch { user: 1, __tracked: Default::default() };
+/// let w = Watch { user: 1, __tracked_Default_default: Default::default() };
 /// assert_eq!(leakwatch::counts::<Watch>().live, 1);
 /// drop(w);
 /// assert_eq!(leakwatch::counts::<Watch>().live, 0);
@@ -120,7 +211,12 @@ impl<T: Tracked + ?Sized> Tracker<T> {
     /// Counts a new instance of `T`.
     #[inline]
     pub fn new() -> Self {
-        T::__leakwatch_stats().on_create();
+        let stats = T::__leakwatch_stats();
+        stats.on_create();
+        // A constant per type: this branch disappears for non-generic types.
+        if let Some(n) = T::__LEAKWATCH_INSTANCE_BYTES {
+            stats.on_bytes(Half::Up, n);
+        }
         Tracker { _type: PhantomData }
     }
 }
@@ -142,7 +238,11 @@ impl<T: Tracked + ?Sized> Clone for Tracker<T> {
 impl<T: Tracked + ?Sized> Drop for Tracker<T> {
     #[inline]
     fn drop(&mut self) {
-        T::__leakwatch_stats().on_drop();
+        let stats = T::__leakwatch_stats();
+        stats.on_drop();
+        if let Some(n) = T::__LEAKWATCH_INSTANCE_BYTES {
+            stats.on_bytes(Half::Down, n);
+        }
     }
 }
 

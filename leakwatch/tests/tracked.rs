@@ -1,0 +1,415 @@
+//! `#[tracked]` end to end. Tracked types are process-wide and tests run in parallel, so every
+//! test uses its own type.
+
+use std::collections::HashSet;
+use std::mem::size_of;
+
+use leakwatch::{counts, tracked};
+use serde::{Deserialize, Serialize};
+
+mod presence {
+    #[leakwatch::tracked]
+    pub struct Watch {
+        pub user: u32,
+    }
+}
+
+#[tracked]
+struct Named {
+    user: u32,
+}
+
+#[test]
+fn named_struct_counts_created_dropped_live_peak() {
+    use Named as Watch;
+    let a = Watch {
+        user: 1,
+        __tracked_Default_default: Default::default(),
+    };
+    let b = Watch {
+        user: 2,
+        __tracked_Default_default: Default::default(),
+    };
+    assert_eq!(a.user + b.user, 3);
+    let c = counts::<Watch>();
+    assert_eq!((c.created, c.dropped, c.live, c.peak), (2, 0, 2, 2));
+    drop(a);
+    drop(b);
+    let c = counts::<Watch>();
+    assert_eq!((c.created, c.dropped, c.live), (2, 2, 0));
+    assert_eq!(c.peak, 2, "peak keeps the high-water mark");
+}
+
+#[test]
+fn default_name_is_the_dotted_module_path() {
+    let w = presence::Watch {
+        user: 1,
+        __tracked_Default_default: Default::default(),
+    };
+    assert_eq!(w.user, 1);
+    let name = concat!(module_path!(), ".presence.Watch");
+    assert_eq!(name, "tracked.presence.Watch");
+    let snap = leakwatch::snapshot();
+    let s = snap.get(name).expect("series under the dotted path");
+    assert_eq!(s.kind, leakwatch::SeriesKind::Type);
+}
+
+#[tracked(name = "presence.Renamed")]
+struct Renamed {
+    _x: u8,
+}
+
+#[test]
+fn name_override() {
+    let _r = Renamed {
+        _x: 0,
+        __tracked_Default_default: Default::default(),
+    };
+    let snap = leakwatch::snapshot();
+    assert!(snap.get("presence.Renamed").is_some());
+    assert!(snap.get("tracked.Renamed").is_none());
+}
+
+#[tracked]
+struct Pair(u32, String);
+
+#[test]
+fn tuple_struct_appends_the_tracker() {
+    let p = Pair(7, "x".into(), Default::default());
+    assert_eq!((p.0, p.1.as_str()), (7, "x"));
+    assert_eq!(counts::<Pair>().live, 1);
+    drop(p);
+    assert_eq!(counts::<Pair>().live, 0);
+}
+
+#[tracked]
+#[derive(Clone)]
+struct Cache<T> {
+    items: Vec<T>,
+}
+
+#[test]
+fn generic_struct_one_series_for_all_instantiations() {
+    let a = Cache::<u8> {
+        items: vec![1],
+        __tracked_Default_default: Default::default(),
+    };
+    let b = Cache::<String> {
+        items: vec![],
+        __tracked_Default_default: Default::default(),
+    };
+    let b2 = b.clone();
+    assert_eq!(a.items.len() + b2.items.len(), 1);
+    let c = counts::<Cache<u8>>();
+    assert_eq!(c, counts::<Cache<String>>(), "one shared series");
+    assert_eq!(c.live, 3);
+    // Live bytes add each instantiation's own size.
+    let want = size_of::<Cache<u8>>() + 2 * size_of::<Cache<String>>();
+    assert_eq!(c.live_bytes, Some(want as u64));
+    drop((a, b, b2));
+    let c = counts::<Cache<u8>>();
+    assert_eq!((c.live, c.live_bytes), (0, Some(0)));
+}
+
+#[tracked]
+struct Borrowing<'a> {
+    s: &'a str,
+}
+
+#[test]
+fn lifetime_generic_struct() {
+    let owned = String::from("hi");
+    let b = Borrowing {
+        s: &owned,
+        __tracked_Default_default: Default::default(),
+    };
+    assert_eq!(b.s, "hi");
+    let c = counts::<Borrowing<'static>>();
+    assert_eq!(c.live, 1);
+    assert_eq!(c.live_bytes, Some(size_of::<Borrowing<'_>>() as u64));
+}
+
+#[tracked]
+struct Holder<T: ?Sized> {
+    inner: Box<T>,
+}
+
+#[test]
+fn maybe_sized_generic_compiles_and_reports_no_bytes() {
+    let h: Holder<dyn Fn() -> u8> = Holder {
+        inner: Box::new(|| 3),
+        __tracked_Default_default: Default::default(),
+    };
+    assert_eq!((h.inner)(), 3);
+    let c = counts::<Holder<dyn Fn() -> u8>>();
+    assert_eq!((c.live, c.live_bytes), (1, None));
+}
+
+#[tracked]
+#[derive(Clone)]
+struct Cloned {
+    v: Vec<u8>,
+}
+
+#[test]
+fn clones_are_new_instances() {
+    let a = Cloned {
+        v: vec![1],
+        __tracked_Default_default: Default::default(),
+    };
+    let b = a.clone();
+    let mut c = b.clone();
+    let k = counts::<Cloned>();
+    assert_eq!((k.created, k.live), (3, 3));
+    // The derived `clone_from` is `*self = source.clone()`: one more created, one dropped.
+    c.clone_from(&a);
+    assert_eq!(c.v, a.v);
+    let k = counts::<Cloned>();
+    assert_eq!((k.created, k.dropped, k.live), (4, 1, 3));
+    drop((a, b, c));
+    assert_eq!(counts::<Cloned>().live, 0);
+}
+
+#[tracked]
+struct CrossThread {
+    _id: u64,
+}
+
+#[test]
+fn created_here_dropped_on_another_thread() {
+    let v: Vec<CrossThread> = (0..3)
+        .map(|i| CrossThread {
+            _id: i,
+            __tracked_Default_default: Default::default(),
+        })
+        .collect();
+    assert_eq!(counts::<CrossThread>().live, 3);
+    // A fresh thread that never saw the type drops them (countme counts this as +1 each).
+    std::thread::spawn(move || drop(v)).join().unwrap();
+    let c = counts::<CrossThread>();
+    assert_eq!((c.created, c.dropped, c.live), (3, 3, 0));
+}
+
+#[test]
+fn many_threads_create_and_drop_concurrently() {
+    #[tracked]
+    struct Hammered {
+        _x: u8,
+    }
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let mut keep = Vec::new();
+                for i in 0..10_000 {
+                    keep.push(Hammered {
+                        _x: 0,
+                        __tracked_Default_default: Default::default(),
+                    });
+                    if i % 2 == 0 {
+                        keep.pop();
+                    }
+                }
+                keep
+            })
+        })
+        .collect();
+    let kept: Vec<Vec<Hammered>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(counts::<Hammered>().live, 4 * 5_000);
+    drop(kept);
+    let c = counts::<Hammered>();
+    assert_eq!((c.created, c.live), (40_000, 0));
+}
+
+// Every derive the issue lists, written below #[tracked] as documented.
+#[tracked]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+struct Everything {
+    id: u32,
+    name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+struct EverythingPlain {
+    id: u32,
+    name: String,
+}
+
+fn everything(id: u32, name: &str) -> Everything {
+    Everything {
+        id,
+        name: name.into(),
+        __tracked_Default_default: Default::default(),
+    }
+}
+
+#[test]
+fn derives_keep_working() {
+    let a = everything(1, "a");
+    let b = everything(2, "b");
+    // Debug prints exactly what the untracked struct printed.
+    let plain = EverythingPlain {
+        id: 1,
+        name: "a".into(),
+    };
+    let same = |s: String| s.replace("EverythingPlain", "Everything");
+    assert_eq!(format!("{a:?}"), same(format!("{plain:?}")));
+    assert_eq!(format!("{a:#?}"), same(format!("{plain:#?}")));
+    assert_eq!(format!("{a:?}"), r#"Everything { id: 1, name: "a" }"#);
+    // Clone / PartialEq / Eq.
+    assert_eq!(a.clone(), a);
+    assert_ne!(a, b);
+    // Ord by fields, the tracker never decides.
+    assert!(a < b);
+    assert_eq!(a.cmp(&a.clone()), std::cmp::Ordering::Equal);
+    // Hash: equal values hash equal.
+    let set: HashSet<Everything> = [a.clone(), a.clone(), b.clone()].into_iter().collect();
+    assert_eq!(set.len(), 2);
+    // Default is counted too, and struct update syntax works with it.
+    let d = Everything::default();
+    assert_eq!((d.id, d.name.as_str()), (0, ""));
+    let e = Everything {
+        id: 9,
+        ..Default::default()
+    };
+    assert_eq!(e.id, 9);
+    drop((set, d, e));
+    // Only a and b are left.
+    assert_eq!(counts::<Everything>().live, 2);
+}
+
+#[test]
+fn serde_round_trip_skips_the_tracker_and_counts_deserialised_values() {
+    #[tracked]
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Wire {
+        id: u32,
+        tags: Vec<String>,
+    }
+    let w = Wire {
+        id: 3,
+        tags: vec!["x".into()],
+        __tracked_Default_default: Default::default(),
+    };
+    let json = serde_json::to_string(&w).unwrap();
+    assert_eq!(json, r#"{"id":3,"tags":["x"]}"#);
+    let back: Wire = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, w);
+    assert_eq!(counts::<Wire>().live, 2);
+    drop((w, back));
+    assert_eq!(counts::<Wire>().live, 0);
+}
+
+#[test]
+fn serde_newtype_keeps_its_format() {
+    #[tracked]
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct UserId(u64);
+    let id = UserId(42, Default::default());
+    assert_eq!(serde_json::to_string(&id).unwrap(), "42");
+    assert_eq!(serde_json::from_str::<UserId>("42").unwrap(), id);
+    assert_eq!(format!("{id:?}"), "UserId(42)");
+}
+
+#[test]
+fn size_is_unchanged() {
+    #[tracked]
+    #[allow(dead_code)]
+    struct T1 {
+        a: u8,
+        b: u64,
+        c: u16,
+    }
+    #[allow(dead_code)]
+    struct P1 {
+        a: u8,
+        b: u64,
+        c: u16,
+    }
+    #[tracked]
+    #[allow(dead_code)]
+    #[repr(C)]
+    struct T2(u8, u32);
+    #[allow(dead_code)]
+    #[repr(C)]
+    struct P2(u8, u32);
+    assert_eq!(size_of::<T1>(), size_of::<P1>());
+    assert_eq!(align_of::<T1>(), align_of::<P1>());
+    assert_eq!(size_of::<T2>(), size_of::<P2>());
+    assert_eq!(size_of::<Option<T1>>(), size_of::<Option<P1>>());
+    assert_eq!(size_of::<Cache<u8>>(), size_of::<Vec<u8>>());
+}
+
+#[test]
+fn live_bytes_is_size_times_live() {
+    #[tracked]
+    struct Sized100 {
+        _buf: [u8; 100],
+    }
+    let v: Vec<Sized100> = (0..5)
+        .map(|_| Sized100 {
+            _buf: [0; 100],
+            __tracked_Default_default: Default::default(),
+        })
+        .collect();
+    assert_eq!(counts::<Sized100>().live_bytes, Some(500));
+    drop(v);
+    assert_eq!(counts::<Sized100>().live_bytes, Some(0));
+}
+
+#[test]
+fn user_drop_and_moves_compose() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    #[tracked]
+    struct WithDrop {
+        v: Vec<u8>,
+    }
+    impl Drop for WithDrop {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    #[tracked]
+    struct Movable {
+        v: Vec<u8>,
+        s: String,
+    }
+    let w = WithDrop {
+        v: vec![1],
+        __tracked_Default_default: Default::default(),
+    };
+    assert_eq!(w.v, [1]);
+    drop(w);
+    assert_eq!(DROPS.load(Ordering::Relaxed), 1);
+    assert_eq!(counts::<WithDrop>().live, 0);
+    // No Drop impl is generated, so fields can still be moved out.
+    let m = Movable {
+        v: vec![2],
+        s: "s".into(),
+        __tracked_Default_default: Default::default(),
+    };
+    fn split(m: Movable) -> (Vec<u8>, String) {
+        // The tracker stays in `m` and is dropped when `m` goes out of scope, here.
+        let Movable { v, s, .. } = m;
+        (v, s)
+    }
+    let (v, s) = split(m);
+    assert_eq!((v, s.as_str()), (vec![2], "s"));
+    assert_eq!(counts::<Movable>().live, 0);
+}
+
+#[test]
+fn appears_in_the_global_snapshot() {
+    #[tracked(name = "tests.Snapshotted")]
+    struct Snapshotted {
+        _x: [u8; 16],
+    }
+    let keep = Snapshotted {
+        _x: [0; 16],
+        __tracked_Default_default: Default::default(),
+    };
+    let snap = leakwatch::snapshot();
+    let s = snap.get("tests.Snapshotted").unwrap();
+    assert_eq!((s.live, s.live_bytes), (1, Some(16)));
+    drop(keep);
+}

@@ -1,0 +1,7 @@
+#[leakwatch::tracked]
+enum Event {
+    Joined,
+    Left,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[leakwatch::tracked]
+fn handler() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[leakwatch::tracked]
+struct Marker;
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[leakwatch::tracked(label = "x")]
+struct Watch {
+    user: u32,
+}
+
+fn main() {}
