@@ -86,7 +86,7 @@ pub use snapshot::{
 pub use testing::{assert_returns_to, assert_returns_within};
 pub use token::{Named, Token, named, named_in};
 pub use tracked::{Tracked, Tracker, counts};
-pub use watchdog::{Alert, AlertHook, AlertState, Watchdog, WatchdogBuilder};
+pub use watchdog::{Alert, AlertHook, AlertRule, AlertState, Watchdog, WatchdogBuilder};
 
 /// The detectors ([`leakwatch_detect`]): rules, selectors and the engine the watchdog and
 /// `leakwatch analyze` share.

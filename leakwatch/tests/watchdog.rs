@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use leakwatch::recording::{Record, RecordingReader};
-use leakwatch::{Alert, AlertState, DivergenceRule, Registry, Scope, Token, Watchdog};
+use leakwatch::{Alert, AlertRule, AlertState, DivergenceRule, Registry, Scope, Token, Watchdog};
 
 /// A tiny deterministic noise source (xorshift), so scenarios are reproducible.
 struct Noise(u64);
@@ -75,7 +75,7 @@ fn growth_fires_on_a_leak_and_not_on_a_steady_series() {
         .start()
         .unwrap();
     let alert = wait_for(&rx, 60, |a| a.series == "live.leaky").expect("growth alert on the leak");
-    assert_eq!(alert.rule, "growth");
+    assert_eq!(alert.rule, AlertRule::Growth);
     assert_eq!(alert.state, AlertState::Firing);
     assert!(alert.slope_per_sec.unwrap() > 0.0);
     assert!(
@@ -128,7 +128,7 @@ fn divergence_fires_then_resolves() {
         })
         .start()
         .unwrap();
-    let fired = wait_for(&rx, 60, |a| a.rule == "divergence").expect("divergence fired");
+    let fired = wait_for(&rx, 60, |a| a.rule == AlertRule::Divergence).expect("divergence fired");
     assert_eq!(fired.state, AlertState::Firing);
     assert_eq!(fired.series, "live.presence.callbacks");
     assert!(
@@ -136,7 +136,7 @@ fn divergence_fires_then_resolves() {
         "sustained 30 s before firing: {}",
         fired.at
     );
-    let resolved = wait_for(&rx, 60, |a| a.rule == "divergence").expect("resolved");
+    let resolved = wait_for(&rx, 60, |a| a.rule == AlertRule::Divergence).expect("resolved");
     assert_eq!(resolved.state, AlertState::Resolved);
     assert!(resolved.at >= 300.0);
     wd.stop();
@@ -161,7 +161,8 @@ fn panicking_and_hanging_hooks_do_not_stop_sampling() {
         assert!(scope.token("late").is_err());
     }
     for _ in 0..3 {
-        wait_for(&rx, 10, |a| a.rule == "late_registration").expect("healthy hook still served");
+        wait_for(&rx, 10, |a| a.rule == AlertRule::LateRegistration)
+            .expect("healthy hook still served");
     }
     let before = wd.ticks();
     std::thread::sleep(Duration::from_millis(100));
@@ -200,10 +201,10 @@ fn scope_findings_become_alerts_at_once() {
     let kept = scope.token("presence.relay").unwrap();
     scope.close();
     let _ = scope.token("presence.relay");
-    let late = wait_for(&rx, 5, |a| a.rule == "late_registration").expect("late alert");
+    let late = wait_for(&rx, 5, |a| a.rule == AlertRule::LateRegistration).expect("late alert");
     assert_eq!(late.series, "presence.relay");
     assert!(late.hint[0].location.contains("watchdog.rs"));
-    let outlived = wait_for(&rx, 5, |a| a.rule == "outlived").expect("outlived alert");
+    let outlived = wait_for(&rx, 5, |a| a.rule == AlertRule::Outlived).expect("outlived alert");
     assert_eq!(outlived.name, "stream");
     assert_eq!(wd.ticks(), 0);
     drop(kept);

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
-use leakwatch_detect::{Finding, FindingState, Window};
+use leakwatch_detect::{Finding, FindingState, RuleKind, Window};
 use serde::{Deserialize, Serialize};
 
 use crate::scope::ScopeFinding;
@@ -31,6 +31,56 @@ impl AlertState {
     }
 }
 
+/// Which rule raised an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertRule {
+    /// Sustained growth of a series (or of its ratio to load).
+    Growth,
+    /// Two series that should match drifted apart.
+    Divergence,
+    /// A limit (absolute or per unit of another series) was crossed.
+    Ceiling,
+    /// Something registered on a scope after it closed (refused).
+    LateRegistration,
+    /// Something bound to a scope stayed alive after the scope closed.
+    Outlived,
+}
+
+impl AlertRule {
+    /// The name used in JSON and logs, e.g. `growth`, `late_registration`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertRule::Growth => "growth",
+            AlertRule::Divergence => "divergence",
+            AlertRule::Ceiling => "ceiling",
+            AlertRule::LateRegistration => "late_registration",
+            AlertRule::Outlived => "outlived",
+        }
+    }
+
+    /// Whether alerts of this rule are one-shot scope findings (no `resolved` follows).
+    pub fn is_scope_finding(self) -> bool {
+        matches!(self, AlertRule::LateRegistration | AlertRule::Outlived)
+    }
+}
+
+impl fmt::Display for AlertRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<RuleKind> for AlertRule {
+    fn from(k: RuleKind) -> Self {
+        match k {
+            RuleKind::Growth => AlertRule::Growth,
+            RuleKind::Divergence => AlertRule::Divergence,
+            RuleKind::Ceiling => AlertRule::Ceiling,
+        }
+    }
+}
+
 /// An alert: a detector finding or a scope finding, with context for a human.
 ///
 /// Serialises (e.g. for the webhook and recordings) as a JSON object with at least `"rule"`
@@ -39,7 +89,7 @@ impl AlertState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Kind of rule: `growth`, `divergence`, `ceiling`, `late_registration` or `outlived`.
-    pub rule: String,
+    pub rule: AlertRule,
     /// The rule's configured name (for scope findings, the scope's name).
     pub name: String,
     /// The series the alert is about.
@@ -77,6 +127,10 @@ pub struct Alert {
 impl fmt::Display for Alert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
+        // Scope findings already name their site in the message.
+        if self.is_scope_finding() {
+            return Ok(());
+        }
         if let Some(site) = self.hint.first() {
             write!(f, " (oldest live created at {})", site.location)?;
         }
@@ -109,7 +163,7 @@ impl Alert {
             FindingState::Resolved => AlertState::Resolved,
         };
         Alert {
-            rule: f.rule.as_str().to_owned(),
+            rule: f.rule.into(),
             name: f.name.clone(),
             series: f.series.clone(),
             other: f.other.clone(),
@@ -137,7 +191,10 @@ impl Alert {
             },
         }];
         Alert {
-            rule: f.kind().to_owned(),
+            rule: match f {
+                ScopeFinding::LateRegistration { .. } => AlertRule::LateRegistration,
+                ScopeFinding::Outlived { .. } => AlertRule::Outlived,
+            },
             name: f.scope().to_owned(),
             series: f.item().to_owned(),
             other: Some(f.scope().to_owned()),
@@ -154,8 +211,13 @@ impl Alert {
         }
     }
 
+    /// Whether this alert comes from a scope finding (one-shot, no resolved state).
+    pub fn is_scope_finding(&self) -> bool {
+        self.rule.is_scope_finding()
+    }
+
     fn key(&self) -> (String, String, String) {
-        let site = if self.rule == "late_registration" || self.rule == "outlived" {
+        let site = if self.is_scope_finding() {
             self.hint
                 .first()
                 .map(|s| s.location.clone())
@@ -201,29 +263,19 @@ impl Deduper {
         self.suppressed
     }
 
-    /// Whether `alert` should be sent.
-    pub(crate) fn admit(&mut self, alert: &Alert) -> bool {
-        let one_shot = alert.rule == "late_registration" || alert.rule == "outlived";
-        let key = alert.key();
-        let admit = match (alert.state, self.states.get(&key)) {
+    /// Firing/resolved alerts: suppress a re-fire (and its resolve) inside the cooldown.
+    fn admit_stateful(&mut self, key: (String, String, String), alert: &Alert) -> bool {
+        match (alert.state, self.states.get(&key)) {
             (AlertState::Firing, Some(KeyState::Resolved { at }))
                 if alert.at - at < self.cooldown =>
             {
                 let resolved_at = *at;
-                self.states
-                    .insert(key, KeyState::Suppressed { resolved_at });
+                self.states.insert(key, KeyState::Suppressed { resolved_at });
                 false
             }
-            (AlertState::Firing, Some(KeyState::Firing)) if one_shot => false,
-            (AlertState::Firing, Some(KeyState::Suppressed { .. })) => false,
+            (AlertState::Firing, Some(KeyState::Suppressed { .. } | KeyState::Firing)) => false,
             (AlertState::Firing, _) => {
-                // One-shot findings count as resolved at once, so the cooldown starts now.
-                let next = if one_shot {
-                    KeyState::Resolved { at: alert.at }
-                } else {
-                    KeyState::Firing
-                };
-                self.states.insert(key, next);
+                self.states.insert(key, KeyState::Firing);
                 true
             }
             (AlertState::Resolved, Some(KeyState::Firing)) => {
@@ -236,6 +288,23 @@ impl Deduper {
                 false
             }
             (AlertState::Resolved, _) => false,
+        }
+    }
+
+    /// Whether `alert` should be sent.
+    pub(crate) fn admit(&mut self, alert: &Alert) -> bool {
+        let key = alert.key();
+        let admit = if alert.is_scope_finding() {
+            // One-shot: send unless the same finding was sent within the cooldown.
+            match self.states.get(&key) {
+                Some(KeyState::Resolved { at }) if alert.at - at < self.cooldown => false,
+                _ => {
+                    self.states.insert(key, KeyState::Resolved { at: alert.at });
+                    true
+                }
+            }
+        } else {
+            self.admit_stateful(key, alert)
         };
         if !admit {
             self.suppressed += 1;
@@ -250,7 +319,7 @@ mod tests {
 
     fn alert(state: AlertState, at: f64) -> Alert {
         Alert {
-            rule: "growth".into(),
+            rule: AlertRule::Growth,
             name: "growth".into(),
             series: "live.x".into(),
             other: None,

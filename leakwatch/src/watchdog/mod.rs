@@ -51,7 +51,7 @@ use leakwatch_detect::{
 };
 use parking_lot::Mutex;
 
-pub use alert::{Alert, AlertState};
+pub use alert::{Alert, AlertRule, AlertState};
 pub use hooks::{AlertHook, LogHook};
 pub use webhook::WebhookHook;
 
@@ -361,7 +361,7 @@ impl Shared {
         if !self.deduper.lock().admit(&alert) {
             return false;
         }
-        if alert.rule != "late_registration" && alert.rule != "outlived" {
+        if !alert.is_scope_finding() {
             let key = (alert.name.clone(), alert.series.clone());
             let mut active = self.active.lock();
             match alert.state {
