@@ -1,0 +1,829 @@
+//! `leakwatch plot`: the graphs that found the Flowdock leaks (memory, delivery volume, HTTP
+//! status codes, callback counts) as stacked panels with alert times marked.
+//!
+//! Series are grouped by metric prefix (`live.*`, `memory.*`, `delivered.*`,
+//! `count.http.status.*`, ...). Counters (`created.*`, `delivered.*`, `count.*`, ...) are
+//! drawn as per-second rates, because a cumulative total always rises and hides the shape
+//! that matters (a peak in delivery volume). Every series is downsampled while reading into
+//! at most [`MAX_BUCKETS`] buckets (min and max kept for levels, the mean for rates), so
+//! memory stays bounded whatever the recording's length and spikes stay visible.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use leakwatch::recording::Record;
+use leakwatch_detect::{Engine, FindingState, Selector};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde_json::Value;
+
+use crate::CliError;
+use crate::analyze::RuleArgs;
+use crate::glyphs::{GlyphBackend, write_png};
+use crate::report;
+use crate::source::{InputArgs, Source};
+
+/// Options of `leakwatch plot`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output file; the format follows the extension: `.svg` or `.png`.
+    #[arg(short, long, value_name = "FILE.svg|FILE.png")]
+    pub output: PathBuf,
+    /// Series to draw (`*` matches anything, dots included). Repeatable. Default: `live.*`,
+    /// `memory.resident_bytes`, `memory.heap_bytes`, `delivered.*`, `count.*`, or every
+    /// series when none of those exist.
+    #[arg(long = "series", value_name = "PATTERN")]
+    pub series: Vec<String>,
+    /// Image width, pixels.
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(300..=10_000))]
+    pub width: u32,
+    /// Image height, pixels (default: 52 + 260 per panel).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(150..=20_000))]
+    pub height: Option<u32>,
+    /// Also run the detectors (with the rule options below, as `analyze` does) and mark their
+    /// findings.
+    #[arg(long)]
+    pub analyze: bool,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Chart title (default: the input's name and time range).
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// Series drawn when no `--series` is given: the seed story's graphs.
+const DEFAULT_SERIES: &[&str] = &[
+    "live.*",
+    "memory.resident_bytes",
+    "memory.heap_bytes",
+    "delivered.*",
+    "count.*",
+];
+
+/// Metric prefixes (from `Snapshot::metrics`) whose values are running totals.
+const COUNTER_PREFIXES: &[&str] = &[
+    "created",
+    "dropped",
+    "delivered",
+    "emitted",
+    "closed_normal",
+    "closed_aborted",
+    "closed_dead",
+    "closed_error",
+    "reaped",
+    "late",
+    "outlived",
+    "count",
+];
+
+/// Buckets kept per series; two points (min, max) each for levels.
+const MAX_BUCKETS: usize = 1024;
+
+/// Series drawn per panel at most; the legend says how many more were left out.
+const MAX_PER_PANEL: usize = 12;
+
+/// Series colours: dark, distinct, and free of the red/green/orange used for markers.
+const PALETTE: &[RGBColor] = &[
+    RGBColor(31, 119, 180),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 160, 180),
+    RGBColor(110, 110, 110),
+    RGBColor(160, 160, 20),
+    RGBColor(0, 0, 128),
+    RGBColor(0, 110, 110),
+    RGBColor(30, 30, 30),
+];
+
+const FIRING: RGBColor = RGBColor(214, 39, 40);
+const RESOLVED: RGBColor = RGBColor(44, 160, 44);
+const FINDING: RGBColor = RGBColor(255, 127, 14);
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    idx: i64,
+    min: (f64, f64),
+    max: (f64, f64),
+    w: f64,
+    wv: f64,
+    wt: f64,
+}
+
+impl Bucket {
+    fn new(idx: i64, t: f64, v: f64, w: f64) -> Self {
+        Bucket {
+            idx,
+            min: (t, v),
+            max: (t, v),
+            w,
+            wv: w * v,
+            wt: w * t,
+        }
+    }
+
+    fn merge(&mut self, o: &Bucket) {
+        if o.min.1 < self.min.1 {
+            self.min = o.min;
+        }
+        if o.max.1 > self.max.1 {
+            self.max = o.max;
+        }
+        self.w += o.w;
+        self.wv += o.wv;
+        self.wt += o.wt;
+    }
+}
+
+/// Streaming downsampler: fixed-width time buckets whose width doubles whenever there are
+/// more than [`MAX_BUCKETS`] of them.
+#[derive(Debug)]
+struct Downsampler {
+    origin: f64,
+    width: f64,
+    mean: bool,
+    buckets: Vec<Bucket>,
+}
+
+impl Downsampler {
+    fn new(origin: f64, width: f64, mean: bool) -> Self {
+        Downsampler {
+            origin,
+            width,
+            mean,
+            buckets: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, t: f64, v: f64, weight: f64) {
+        let idx = ((t - self.origin) / self.width).floor() as i64;
+        let b = Bucket::new(idx, t, v, weight);
+        match self.buckets.last_mut() {
+            Some(last) if last.idx == idx => last.merge(&b),
+            // Out-of-order samples (overlapping parts) are dropped, as the engine does.
+            Some(last) if last.idx > idx => {}
+            _ => self.buckets.push(b),
+        }
+        if self.buckets.len() > MAX_BUCKETS {
+            self.width *= 2.0;
+            let mut merged: Vec<Bucket> = Vec::with_capacity(MAX_BUCKETS / 2 + 1);
+            for mut b in self.buckets.drain(..) {
+                b.idx = b.idx.div_euclid(2);
+                match merged.last_mut() {
+                    Some(l) if l.idx == b.idx => l.merge(&b),
+                    _ => merged.push(b),
+                }
+            }
+            self.buckets = merged;
+        }
+    }
+
+    /// The kept points as line segments, split where data is missing for a while.
+    fn segments(&self, interval: f64) -> Vec<Vec<(f64, f64)>> {
+        let gap = 3.0 * self.width.max(interval);
+        let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+        let mut last_t = f64::NEG_INFINITY;
+        for b in &self.buckets {
+            let pts: Vec<(f64, f64)> = if self.mean {
+                vec![(b.wt / b.w, b.wv / b.w)]
+            } else if b.min.0 <= b.max.0 {
+                vec![b.min, b.max]
+            } else {
+                vec![b.max, b.min]
+            };
+            for p in pts {
+                if p.0 - last_t > gap || out.is_empty() {
+                    out.push(Vec::new());
+                }
+                if let Some(seg) = out.last_mut() {
+                    if seg.last() != Some(&p) {
+                        seg.push(p);
+                    }
+                }
+                last_t = p.0;
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct GroupKey {
+    rank: u8,
+    key: String,
+    rate: bool,
+}
+
+impl GroupKey {
+    fn title(&self) -> String {
+        match (self.key.as_str(), self.rate) {
+            ("memory", false) => "memory.* (bytes)".into(),
+            (k, true) => format!("{k}.* (per second)"),
+            (k, false) => format!("{k}.*"),
+        }
+    }
+}
+
+/// Which panel a series goes to, and whether it is a running total to draw as a rate.
+fn classify(name: &str, graphite: bool) -> GroupKey {
+    if graphite {
+        // StatsD already turned counters into rates; group by the leakwatch name inside the
+        // Graphite path when there is one (`stats.gauges.app.web1.leakwatch.live.x`).
+        let local = name
+            .split_once("leakwatch.")
+            .map(|(_, l)| l)
+            .unwrap_or(name);
+        let key = local.split('.').next().unwrap_or(local);
+        return GroupKey {
+            rank: if key == "live" { 0 } else { 4 },
+            key: key.to_owned(),
+            rate: false,
+        };
+    }
+    let head = name.split('.').next().unwrap_or(name);
+    let rate = COUNTER_PREFIXES.contains(&head)
+        || (head == "memory" && !name.ends_with("_bytes") && name.contains('.'));
+    let key = if head == "count" {
+        // `count.http.status.409` and `count.http.status.200` belong together.
+        name.rsplit_once('.').map(|(k, _)| k).unwrap_or(head)
+    } else {
+        head
+    };
+    let rank = match (head, rate) {
+        ("live", _) => 0,
+        ("memory", false) => 1,
+        ("delivered", _) => 2,
+        ("count", _) => 3,
+        (_, false) => 4,
+        (_, true) => 5,
+    };
+    GroupKey {
+        rank,
+        key: key.to_owned(),
+        rate,
+    }
+}
+
+#[derive(Debug)]
+struct Track {
+    group: GroupKey,
+    data: Downsampler,
+    prev: Option<(f64, f64)>,
+    last: f64,
+    default_match: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum MarkKind {
+    Firing,
+    Resolved,
+    Finding,
+}
+
+#[derive(Clone, Debug)]
+struct Marker {
+    t: f64,
+    kind: MarkKind,
+    label: String,
+    series: String,
+}
+
+#[derive(Debug)]
+struct SeriesLine {
+    name: String,
+    last: f64,
+    segments: Vec<Vec<(f64, f64)>>,
+}
+
+#[derive(Debug)]
+struct Panel {
+    title: String,
+    lines: Vec<SeriesLine>,
+    left_out: usize,
+    y: (f64, f64),
+}
+
+#[derive(Debug)]
+struct Chart {
+    title: String,
+    panels: Vec<Panel>,
+    markers: Vec<Marker>,
+    t: (f64, f64),
+    /// Unix seconds of t = 0, for wall-clock axis labels.
+    origin: Option<f64>,
+}
+
+/// Runs `leakwatch plot`.
+pub fn run(args: &Args, quiet: bool) -> Result<(), CliError> {
+    let format = match args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("svg") => Format::Svg,
+        Some("png") => Format::Png,
+        _ => {
+            return Err(CliError::BadOption {
+                option: "--output",
+                value: args.output.display().to_string(),
+                reason: "the file name must end in .svg or .png".into(),
+            });
+        }
+    };
+    let mut source = Source::open(&args.input, quiet)?;
+    let chart = collect(&mut source, args)?;
+    let width = args.width;
+    let height = args
+        .height
+        .unwrap_or(52 + 260 * chart.panels.len() as u32)
+        .min(20_000);
+    let drawn = |e: String| CliError::Plot {
+        path: args.output.clone(),
+        reason: e,
+    };
+    let written = |e: String| CliError::Output {
+        path: args.output.clone(),
+        reason: e,
+    };
+    match format {
+        Format::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+                draw(root, &chart).map_err(drawn)?;
+            }
+            std::fs::write(&args.output, svg).map_err(|e| written(e.to_string()))?;
+        }
+        Format::Png => {
+            let mut rgb = vec![255u8; width as usize * height as usize * 3];
+            {
+                let root = GlyphBackend::new(&mut rgb, (width, height)).into_drawing_area();
+                draw(root, &chart).map_err(drawn)?;
+            }
+            write_png(&args.output, &rgb, (width, height)).map_err(written)?;
+        }
+    }
+    if !quiet {
+        let lines: usize = chart.panels.iter().map(|p| p.lines.len()).sum();
+        eprintln!(
+            "leakwatch: wrote {} ({width}x{height}): {} panel(s), {lines} series, {} marker(s)",
+            args.output.display(),
+            chart.panels.len(),
+            chart.markers.len()
+        );
+    }
+    Ok(())
+}
+
+enum Format {
+    Svg,
+    Png,
+}
+
+fn collect(source: &mut Source, args: &Args) -> Result<Chart, CliError> {
+    let meta = source.meta.clone();
+    let interval = meta.interval_secs.unwrap_or(1.0).max(1e-3);
+    let chosen = if args.series.is_empty() {
+        None
+    } else {
+        Some(Selector::new(args.series.iter().cloned())?)
+    };
+    let defaults = Selector::new(DEFAULT_SERIES.iter().copied())?;
+    let mut engine = if args.analyze {
+        Some(Engine::new(args.rules.rule_set(meta.graphite)?)?)
+    } else {
+        None
+    };
+    // `None`: seen and not selected, so the glob is matched once per series, not per tick.
+    let mut tracks: HashMap<String, Option<Track>> = HashMap::new();
+    let mut markers = Vec::new();
+    let mut found = Vec::new();
+    for record in &mut *source {
+        match record? {
+            Record::Tick { t, values } => {
+                for (name, &v) in &values {
+                    if !v.is_finite() {
+                        continue;
+                    }
+                    let slot = match tracks.get_mut(name.as_str()) {
+                        Some(slot) => slot,
+                        None => {
+                            let track =
+                                new_track(name, chosen.as_ref(), &defaults, &meta, t, interval);
+                            tracks.entry(name.clone()).or_insert(track)
+                        }
+                    };
+                    if let Some(track) = slot {
+                        feed(track, t, v);
+                    }
+                }
+                if let Some(engine) = &mut engine {
+                    found.clear();
+                    engine.observe_into(
+                        t,
+                        values.iter().map(|(k, v)| (k.as_str(), *v)),
+                        &mut found,
+                    );
+                    for f in found.iter().filter(|f| f.state == FindingState::Firing) {
+                        markers.push(Marker {
+                            t: f.at,
+                            kind: MarkKind::Finding,
+                            label: format!("{} {}", f.rule, f.series),
+                            series: f.series.clone(),
+                        });
+                    }
+                }
+            }
+            Record::Alert { t, alert } => {
+                let field = |k: &str| alert.get(k).and_then(Value::as_str).unwrap_or("?");
+                markers.push(Marker {
+                    t,
+                    kind: if field("state") == "resolved" {
+                        MarkKind::Resolved
+                    } else {
+                        MarkKind::Firing
+                    },
+                    label: format!("{} {}", field("rule"), field("series")),
+                    series: field("series").to_owned(),
+                });
+            }
+        }
+    }
+    let mut tracks: Vec<(String, Track)> = tracks
+        .into_iter()
+        .filter_map(|(name, t)| t.map(|t| (name, t)))
+        .collect();
+    if chosen.is_none() && tracks.iter().any(|(_, t)| t.default_match) {
+        tracks.retain(|(_, t)| t.default_match);
+    }
+    if tracks.is_empty() {
+        let what = if args.series.is_empty() {
+            "has no samples".to_string()
+        } else {
+            format!("has no series matching {}", args.series.join(", "))
+        };
+        return Err(CliError::NoData(format!("{} {what}", meta.label)));
+    }
+    let mut groups: BTreeMap<GroupKey, Vec<SeriesLine>> = BTreeMap::new();
+    let (mut t0, mut t1) = (f64::INFINITY, f64::NEG_INFINITY);
+    for (name, track) in tracks {
+        let segments = track.data.segments(interval);
+        for p in segments.iter().flatten() {
+            t0 = t0.min(p.0);
+            t1 = t1.max(p.0);
+        }
+        groups.entry(track.group).or_default().push(SeriesLine {
+            name,
+            last: track.last,
+            segments,
+        });
+    }
+    let panels = groups
+        .into_iter()
+        .map(|(key, mut lines)| {
+            // Biggest first: with many series, the ones that matter most are drawn.
+            lines.sort_by(|a, b| b.last.total_cmp(&a.last).then(a.name.cmp(&b.name)));
+            let left_out = lines.len().saturating_sub(MAX_PER_PANEL);
+            lines.truncate(MAX_PER_PANEL);
+            let y = y_range(&lines);
+            Panel {
+                title: key.title(),
+                lines,
+                left_out,
+                y,
+            }
+        })
+        .collect();
+    if !t0.is_finite() {
+        (t0, t1) = (0.0, 1.0);
+    }
+    if t1 <= t0 {
+        t1 = t0 + interval.max(1.0);
+    }
+    let origin = report::unix_secs(&meta, 0.0);
+    let title = args.title.clone().unwrap_or_else(|| {
+        let range = match origin {
+            Some(o) => format!("{} .. {}", short_utc(o + t0), short_utc(o + t1)),
+            None => format!("t = {} .. {}", report::duration(t0), report::duration(t1)),
+        };
+        format!("leakwatch: {}   {range}", meta.label)
+    });
+    Ok(Chart {
+        title,
+        panels,
+        markers,
+        t: (t0, t1),
+        origin,
+    })
+}
+
+fn new_track(
+    name: &str,
+    chosen: Option<&Selector>,
+    defaults: &Selector,
+    meta: &crate::source::Meta,
+    t: f64,
+    interval: f64,
+) -> Option<Track> {
+    let default_match = defaults.matches(name);
+    if let Some(sel) = chosen {
+        if !sel.matches(name) {
+            return None;
+        }
+    }
+    let group = classify(name, meta.graphite);
+    let rate = group.rate;
+    Some(Track {
+        group,
+        data: Downsampler::new(t, interval, rate),
+        prev: None,
+        last: 0.0,
+        default_match,
+    })
+}
+
+fn feed(track: &mut Track, t: f64, v: f64) {
+    if !track.group.rate {
+        track.data.push(t, v, 1.0);
+        track.last = v;
+        return;
+    }
+    if let Some((pt, pv)) = track.prev {
+        // A drop is a counter reset (process restart): no rate across it.
+        if t > pt && v >= pv {
+            let rate = (v - pv) / (t - pt);
+            track.data.push(t, rate, t - pt);
+            track.last = rate;
+        }
+    }
+    track.prev = Some((t, v));
+}
+
+fn y_range(lines: &[SeriesLine]) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for p in lines.iter().flat_map(|l| l.segments.iter().flatten()) {
+        lo = lo.min(p.1);
+        hi = hi.max(p.1);
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = if hi > lo {
+        (hi - lo) * 0.06
+    } else {
+        lo.abs().max(1.0) * 0.1
+    };
+    // Counts and rates cannot be negative: do not pad below zero.
+    let bottom = if lo >= 0.0 {
+        (lo - pad).max(0.0)
+    } else {
+        lo - pad
+    };
+    (bottom, hi + pad)
+}
+
+fn short_utc(unix: f64) -> String {
+    let (y, mo, d, h, mi, _) = report::civil(unix);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC")
+}
+
+impl Chart {
+    fn time_label(&self, t: f64) -> String {
+        let span = self.t.1 - self.t.0;
+        match self.origin {
+            Some(o) => {
+                let (_, mo, d, h, mi, s) = report::civil(o + t);
+                if span > 2.0 * 86_400.0 {
+                    format!("{mo:02}-{d:02} {h:02}:{mi:02}")
+                } else if span < 600.0 {
+                    format!("{h:02}:{mi:02}:{s:02}")
+                } else {
+                    format!("{h:02}:{mi:02}")
+                }
+            }
+            None => report::duration(t),
+        }
+    }
+}
+
+/// Compact axis numbers: `10.49M`, `2.5k`, `0.125`.
+fn si(v: f64) -> String {
+    let a = v.abs();
+    let (div, suffix) = match a {
+        _ if a >= 1e12 => (1e12, "T"),
+        _ if a >= 1e9 => (1e9, "G"),
+        _ if a >= 1e6 => (1e6, "M"),
+        _ if a >= 1e4 => (1e3, "k"),
+        _ => (1.0, ""),
+    };
+    let s = format!("{:.3}", v / div);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}{suffix}")
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, chart: &Chart) -> Result<(), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let (head, body) = root.split_vertically(52);
+    let title_style = ("sans-serif", 20).into_font().color(&BLACK);
+    head.draw_text(&chart.title, &title_style, (12, 8))
+        .map_err(err)?;
+    // Key of the marker colours, one coloured bar before each label.
+    let key_style = ("sans-serif", 12)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let mut x = 14;
+    for (color, label) in [
+        (FIRING, "alert firing"),
+        (RESOLVED, "alert resolved"),
+        (FINDING, "detector finding (--analyze)"),
+    ] {
+        head.draw(&PathElement::new(
+            vec![(x, 32), (x, 46)],
+            color.stroke_width(3),
+        ))
+        .map_err(err)?;
+        head.draw_text(label, &key_style, (x + 8, 39))
+            .map_err(err)?;
+        x += 8 + head.estimate_text_size(label, &key_style).map_err(err)?.0 as i32 + 24;
+    }
+    let areas = body.split_evenly((chart.panels.len(), 1));
+    for (area, panel) in areas.iter().zip(&chart.panels) {
+        draw_panel(area, panel, chart)?;
+    }
+    root.present().map_err(err)
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    chart: &Chart,
+) -> Result<(), String> {
+    let (y0, y1) = panel.y;
+    let mut ctx = ChartBuilder::on(area)
+        .caption(&panel.title, ("sans-serif", 16))
+        .margin(6)
+        .margin_right(24)
+        .x_label_area_size(26)
+        .y_label_area_size(72)
+        .build_cartesian_2d(chart.t.0..chart.t.1, y0..y1)
+        .map_err(err)?;
+    let time_fmt = |t: &f64| chart.time_label(*t);
+    let y_fmt = |v: &f64| si(*v);
+    ctx.configure_mesh()
+        .bold_line_style(RGBColor(215, 215, 215))
+        .light_line_style(RGBColor(242, 242, 242))
+        .x_labels(8)
+        .y_labels(5)
+        .x_label_formatter(&time_fmt)
+        .y_label_formatter(&y_fmt)
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    let label_style = ("sans-serif", 11).into_font();
+    let mut labelled = 0;
+    for m in &chart.markers {
+        let color = match m.kind {
+            MarkKind::Firing => FIRING,
+            MarkKind::Resolved => RESOLVED,
+            MarkKind::Finding => FINDING,
+        };
+        ctx.draw_series(std::iter::once(PathElement::new(
+            vec![(m.t, y0), (m.t, y1)],
+            color.mix(0.8).stroke_width(2),
+        )))
+        .map_err(err)?;
+        // Name the alert only in the panel of its series, staggered so neighbours stay legible.
+        if panel.lines.iter().any(|l| l.name == m.series) {
+            let dy = (labelled % 4) as f64 * (y1 - y0) * 0.07;
+            ctx.draw_series(std::iter::once(Text::new(
+                format!(" {}", m.label),
+                (m.t, y1 - (y1 - y0) * 0.02 - dy),
+                label_style.clone().color(&color),
+            )))
+            .map_err(err)?;
+            labelled += 1;
+        }
+    }
+    for (i, line) in panel.lines.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        for seg in &line.segments {
+            // One pixel wide: the bitmap rasterizer joins thick polylines with unbounded
+            // miters, which turns the zigzag of a min/max envelope into spikes.
+            ctx.draw_series(LineSeries::new(seg.iter().copied(), color.stroke_width(1)))
+                .map_err(err)?;
+        }
+    }
+    draw_legend(&ctx.plotting_area().strip_coord_spec(), panel)
+}
+
+/// Legend in the top-left corner of the plot: leaks rise, so that corner is usually empty.
+/// Drawn by hand (not plotters' series labels) so its box is measured by the backend that
+/// draws the text, which keeps it tight in both SVG and PNG.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+) -> Result<(), String> {
+    let style = ("sans-serif", 12)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let mut entries: Vec<String> = panel
+        .lines
+        .iter()
+        .map(|l| format!("{}  {}", l.name, si(l.last)))
+        .collect();
+    if panel.left_out > 0 {
+        entries.push(format!("+{} more (narrow with --series)", panel.left_out));
+    }
+    let row = 16;
+    let mut width = 0;
+    for e in &entries {
+        width = width.max(area.estimate_text_size(e, &style).map_err(err)?.0 as i32);
+    }
+    let (x, y) = (8, 6);
+    let h = row * entries.len() as i32 + 6;
+    area.draw(&Rectangle::new(
+        [(x, y), (x + width + 36, y + h)],
+        WHITE.mix(0.85).filled(),
+    ))
+    .map_err(err)?;
+    area.draw(&Rectangle::new(
+        [(x, y), (x + width + 36, y + h)],
+        RGBColor(200, 200, 200).stroke_width(1),
+    ))
+    .map_err(err)?;
+    for (i, e) in entries.iter().enumerate() {
+        let cy = y + 3 + row * i as i32 + row / 2;
+        if i < panel.lines.len() {
+            let color = PALETTE[i % PALETTE.len()];
+            area.draw(&PathElement::new(
+                vec![(x + 6, cy), (x + 24, cy)],
+                color.stroke_width(3),
+            ))
+            .map_err(err)?;
+        }
+        area.draw(&Text::new(e.clone(), (x + 30, cy), style.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups() {
+        let g = classify("count.http.status.409", false);
+        assert_eq!((g.key.as_str(), g.rate), ("count.http.status", true));
+        let g = classify("live.presence.Watch", false);
+        assert_eq!((g.key.as_str(), g.rate, g.rank), ("live", false, 0));
+        assert!(classify("delivered.presence.callbacks", false).rate);
+        assert!(!classify("memory.resident_bytes", false).rate);
+        assert!(classify("memory.allocations", false).rate);
+        let g = classify("stats.gauges.app.web1.leakwatch.live.x", true);
+        assert_eq!((g.key.as_str(), g.rate), ("live", false));
+    }
+
+    #[test]
+    fn downsampler_is_bounded_and_keeps_extremes() {
+        let mut d = Downsampler::new(0.0, 1.0, false);
+        for i in 0..100_000 {
+            let v = if i == 54_321 { 1e6 } else { f64::from(i % 7) };
+            d.push(f64::from(i), v, 1.0);
+        }
+        assert!(d.buckets.len() <= MAX_BUCKETS);
+        let pts: Vec<_> = d.segments(1.0).concat();
+        assert!(pts.iter().any(|p| p.1 == 1e6));
+        assert_eq!(d.segments(1.0).len(), 1);
+    }
+
+    #[test]
+    fn gaps_split_lines() {
+        let mut d = Downsampler::new(0.0, 1.0, false);
+        for t in (0..10).chain(100..110) {
+            d.push(f64::from(t), 1.0, 1.0);
+        }
+        assert_eq!(d.segments(1.0).len(), 2);
+    }
+
+    #[test]
+    fn rates_are_means() {
+        let mut d = Downsampler::new(0.0, 10.0, true);
+        d.push(1.0, 2.0, 1.0);
+        d.push(2.0, 4.0, 1.0);
+        assert_eq!(d.segments(1.0), vec![vec![(1.5, 3.0)]]);
+        assert_eq!(si(10_485_760.0), "10.486M");
+        assert_eq!(si(0.5), "0.5");
+    }
+}
