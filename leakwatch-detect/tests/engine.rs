@@ -74,6 +74,36 @@ fn linear_leak_fires_then_resolves_when_it_stops() {
 }
 
 #[test]
+fn leak_of_one_percent_per_minute_is_found_within_five_minutes() {
+    // 1%/min of 1000 from t = 1200, white noise σ = 3% of the level.
+    let mut e = growth_engine();
+    let mut n = Noise(21);
+    let out = run(&mut e, 0..1800, |t| {
+        let leak = 10.0 / 60.0 * (t - 1200.0).max(0.0);
+        vec![("live.x", (1000.0 + leak + 30.0 * n.next()).round())]
+    });
+    let firing: Vec<_> = out.iter().filter(|f| f.is_firing()).collect();
+    assert_eq!(firing.len(), 1, "{out:#?}");
+    assert!(
+        firing[0].at > 1200.0 && firing[0].at <= 1500.0,
+        "found at {}",
+        firing[0].at
+    );
+}
+
+#[test]
+fn one_off_level_shift_stays_quiet() {
+    // +15% over 30 s at t = 1500 (a deploy, a pool resize), flat before and after.
+    let mut e = growth_engine();
+    let mut n = Noise(23);
+    let out = run(&mut e, 0..3600, |t| {
+        let shift = 150.0 * ((t - 1500.0) / 30.0).clamp(0.0, 1.0);
+        vec![("live.x", (1000.0 + shift + 30.0 * n.next()).round())]
+    });
+    assert!(out.is_empty(), "{out:#?}");
+}
+
+#[test]
 fn flat_noisy_series_and_unselected_series_stay_quiet() {
     let mut e = growth_engine();
     let mut n = Noise(7);

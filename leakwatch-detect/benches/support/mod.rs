@@ -76,6 +76,9 @@ pub enum Truth {
     Healthy,
     /// Leaks from `onset` (seconds); a finding before it is a false positive.
     Leak { onset: f64 },
+    /// Grows like a leak for a few minutes, then stops: no detector that finds a 1%/min
+    /// leak within 5 min can tell it from a leak while it grows. Reported, not scored.
+    Ambiguous,
 }
 
 /// One generated series: samples at t = 0, 1, 2, ... and an optional load series.
@@ -448,6 +451,54 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: Some(load),
                     truth: Truth::Healthy,
+                }
+            },
+        },
+        Scenario {
+            name: "level_shift",
+            about: "healthy: flat, then at 15-45 min a one-off rise of 5-20% of L over 10-60 s (deploy, pool resize), flat after",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let at = rng.range(900.0, 2700.0);
+                let ramp = rng.range(10.0, 60.0);
+                let rise = rng.range(0.05, 0.2);
+                let mut b = Base::new(rng, l);
+                let values = (0..n)
+                    .map(|s| {
+                        let shape = ((s as f64 - at) / ramp).clamp(0.0, 1.0);
+                        count(l * (1.0 + rise * shape) + b.noise(rng))
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Healthy,
+                }
+            },
+        },
+        Scenario {
+            name: "short_ramp",
+            about: "ambiguous (not scored): at 15-45 min a linear rise of 1-3%/min of L for 2-5 min, flat after",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let at = rng.range(900.0, 2700.0);
+                let per_min = rng.range(1.0, 3.0);
+                let lasts = rng.range(120.0, 300.0);
+                let mut b = Base::new(rng, l);
+                let values = (0..n)
+                    .map(|s| {
+                        let up = (s as f64 - at).clamp(0.0, lasts);
+                        count(l * (1.0 + per_min / 100.0 / 60.0 * up) + b.noise(rng))
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Ambiguous,
                 }
             },
         },

@@ -17,11 +17,16 @@
 //!    (the main source of false trends) quiet.
 //! 3. **Size floor**: the rise over the window, Theil–Sen slope × span, is at least
 //!    `min_rise`, `min_rise_fraction` (default 2%) of the level, and `noise_multiple`
-//!    (default 3) × the series' wander (robust scale of successive coarse medians), so
+//!    (default 3) × the series' wander (robust scale of lagged differences of the coarse
+//!    medians from before the window, pooled over half to full window lags), so
 //!    statistically real but tiny drifts are not called leaks.
-//! 4. **Both halves grow**: the Theil–Sen slope of each half of the window is at least
-//!    `halves_ratio` (default 0.3) × the whole window's slope. Rejects steps (flat halves),
-//!    decelerating warm-ups and recoveries, at little cost for steady leaks.
+//! 4. **Still growing**: the Theil–Sen slope of the second half of the window is at least
+//!    `halves_ratio` (default 0.3) × the whole window's slope, and the first half's is at
+//!    least −`halves_ratio` × it (flat is fine, falling is not). Rejects steps and ramps
+//!    that stopped (flat second half), decelerating warm-ups and recoveries, and sawtooth
+//!    drops. Earlier versions required *both* halves to grow, which also rejected a leak
+//!    whose onset lies inside the window until the onset left its first third: that alone
+//!    cost ~1 min of delay on the 4 min window.
 //!
 //! A finding fires after `confirm` (default 3) consecutive hits of the same window, and
 //! resolves after `confirm` consecutive evaluations of that window with z < `resolve_z`
@@ -581,7 +586,7 @@ impl GrowthTrack {
         let h = n / 2;
         let first = theil_sen(&s.ts[..h], &s.ys[..h], &mut s.a).unwrap_or(0.0);
         let second = theil_sen(&s.ts[h..], &s.ys[h..], &mut s.a).unwrap_or(0.0);
-        stats.hit = first.min(second) >= r.halves_ratio * slope;
+        stats.hit = halves_grow(first, second, slope, r.halves_ratio);
         Some(stats)
     }
 }
@@ -613,6 +618,20 @@ impl GrowthTrack {
     }
 }
 
+/// The shape check on the halves of a window whose whole Theil–Sen slope is `whole > 0`:
+/// the *second* half must keep growing (≥ `ratio` × `whole`), the *first* half must not
+/// fall (≥ −`ratio` × `whole`).
+///
+/// Why not "both halves grow": a leak that started inside the window has a flat first
+/// half, so requiring the first half to grow too held every leak back until its onset had
+/// left the first third of the window (≈ 2.7 min of a 4 min window, plus confirmations).
+/// What the check is for still holds: a step or a ramp that stopped (flat second half),
+/// a decelerating warm-up or recovery (second half slower), and a sawtooth drop inside the
+/// window (one half falls) are rejected.
+fn halves_grow(first: f64, second: f64, whole: f64, ratio: f64) -> bool {
+    second >= ratio * whole && first >= -ratio * whole
+}
+
 fn fill_context(f: &mut Finding, ctx: Context<'_>, level: Option<f64>) {
     f.value = ctx.value;
     if let Some((name, v)) = ctx.other {
@@ -621,5 +640,28 @@ fn fill_context(f: &mut Finding, ctx: Context<'_>, level: Option<f64>) {
         if let Some(l) = level {
             f.ratio = Some(l);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::halves_grow;
+
+    #[test]
+    fn halves_accept_a_leak_that_started_inside_the_window() {
+        // Flat first half, steep second half: the shape of a leak whose onset is mid-window.
+        assert!(halves_grow(0.0, 2.0, 1.0, 0.3));
+        // Both halves growing: a leak older than the window.
+        assert!(halves_grow(1.0, 1.0, 1.0, 0.3));
+    }
+
+    #[test]
+    fn halves_reject_steps_stopped_ramps_and_drops() {
+        // A step or a ramp that stopped: the second half is flat.
+        assert!(!halves_grow(2.0, 0.0, 1.0, 0.3));
+        // A decelerating warm-up: the second half much slower.
+        assert!(!halves_grow(1.8, 0.2, 1.0, 0.3));
+        // A sawtooth drop in the first half.
+        assert!(!halves_grow(-1.0, 2.0, 1.0, 0.3));
     }
 }
