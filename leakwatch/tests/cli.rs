@@ -375,3 +375,81 @@ fn plot_writes_svg_and_png() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(".svg or .png"));
 }
+
+/// `--graphite`: a one-shot stand-in for graphite-web's render API on a loopback port.
+#[test]
+fn graphite_fleet_history() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    const T0: u64 = STARTED_AT_MS / 1000;
+    let series = |host: &str, leak: bool| {
+        let points: Vec<Value> = (0..720u32)
+            .map(|i| {
+                let base = 400.0 + 4.0 * noise(i, u64::from(leak));
+                let leaked = if leak {
+                    f64::from(i.saturating_sub(180)) / 2.0
+                } else {
+                    0.0
+                };
+                // Graphite leaves holes: every 97th point is null.
+                let v = if i % 97 == 5 {
+                    Value::Null
+                } else {
+                    json!((base + leaked).round())
+                };
+                json!([v, T0 + 10 * u64::from(i)])
+            })
+            .collect();
+        json!({"target": format!("stats.gauges.app.{host}.leakwatch.live.presence.callbacks"), "datapoints": points})
+    };
+    let body = json!([series("web1", true), series("web2", false)]).to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request_line = String::new();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        reader.read_line(&mut request_line).unwrap();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        request_line
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let found = findings(&[
+        "--graphite",
+        &url,
+        "--target",
+        "stats.gauges.app.*.leakwatch.live.*",
+        "--from",
+        "-2h",
+    ]);
+    let request = server.join().unwrap();
+    assert!(request.starts_with("GET /render?"), "{request}");
+    assert!(request.contains("format=json"), "{request}");
+    let leaking = "stats.gauges.app.web1.leakwatch.live.presence.callbacks";
+    assert_eq!(about(&found, "growth", leaking).len(), 1, "{found:#?}");
+    assert_eq!(found.len(), 1, "web2 is healthy: {found:#?}");
+    // Graphite time is Unix time: `at` is a Unix second and `at_time` its UTC date.
+    let at = found[0]["at"].as_f64().unwrap();
+    assert!(
+        at > T0 as f64 + 1800.0 && at < T0 as f64 + 7200.0,
+        "at = {at}"
+    );
+    assert!(
+        found[0]["at_time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2025-11-24T1")
+    );
+}

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use leakwatch::recording::Record;
 use leakwatch_detect::{Engine, FindingState, Selector};
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::Value;
@@ -593,6 +595,30 @@ fn short_utc(unix: f64) -> String {
 }
 
 impl Chart {
+    /// Axis ticks at round wall-clock steps (every 5 min, 15 min, 1 h, ...), at most 8.
+    fn time_ticks(&self) -> Vec<f64> {
+        const STEPS: &[f64] = &[
+            1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+            7200.0, 10_800.0, 21_600.0, 43_200.0, 86_400.0, 172_800.0, 604_800.0,
+        ];
+        let (t0, t1) = self.t;
+        let span = t1 - t0;
+        let step = STEPS
+            .iter()
+            .copied()
+            .find(|s| span / s <= 8.0)
+            .unwrap_or_else(|| (span / 8.0 / 604_800.0).ceil() * 604_800.0);
+        // Align to the clock people read (UTC), not to the start of the recording.
+        let off = self.origin.unwrap_or(0.0);
+        let mut t = ((t0 + off) / step).ceil() * step - off;
+        let mut ticks = Vec::new();
+        while t <= t1 && ticks.len() < 64 {
+            ticks.push(t);
+            t += step;
+        }
+        ticks
+    }
+
     fn time_label(&self, t: f64) -> String {
         let span = self.t.1 - self.t.0;
         match self.origin {
@@ -608,6 +634,34 @@ impl Chart {
             }
             None => report::duration(t),
         }
+    }
+}
+
+/// The time axis: linear, with its ticks at round wall-clock steps ([`Chart::time_ticks`])
+/// instead of plotters' round numbers of seconds (which give ticks such as 16:16, 16:33).
+struct TimeAxis {
+    linear: RangedCoordf64,
+    ticks: Vec<f64>,
+}
+
+impl Ranged for TimeAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.linear.map(value, limit)
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.linear.range()
     }
 }
 
@@ -675,14 +729,19 @@ fn draw_panel<DB: DrawingBackend>(
         .margin_right(24)
         .x_label_area_size(26)
         .y_label_area_size(72)
-        .build_cartesian_2d(chart.t.0..chart.t.1, y0..y1)
+        .build_cartesian_2d(
+            TimeAxis {
+                linear: (chart.t.0..chart.t.1).into(),
+                ticks: chart.time_ticks(),
+            },
+            y0..y1,
+        )
         .map_err(err)?;
     let time_fmt = |t: &f64| chart.time_label(*t);
     let y_fmt = |v: &f64| si(*v);
     ctx.configure_mesh()
         .bold_line_style(RGBColor(215, 215, 215))
         .light_line_style(RGBColor(242, 242, 242))
-        .x_labels(8)
         .y_labels(5)
         .x_label_formatter(&time_fmt)
         .y_label_formatter(&y_fmt)
@@ -702,12 +761,13 @@ fn draw_panel<DB: DrawingBackend>(
             color.mix(0.8).stroke_width(2),
         )))
         .map_err(err)?;
-        // Name the alert only in the panel of its series, staggered so neighbours stay legible.
+        // Name the alert only in the panel of its series, near the bottom (the legend holds
+        // the top-left corner), staggered so neighbours stay legible.
         if panel.lines.iter().any(|l| l.name == m.series) {
             let dy = (labelled % 4) as f64 * (y1 - y0) * 0.07;
             ctx.draw_series(std::iter::once(Text::new(
                 format!(" {}", m.label),
-                (m.t, y1 - (y1 - y0) * 0.02 - dy),
+                (m.t, y0 + (y1 - y0) * 0.12 + dy),
                 label_style.clone().color(&color),
             )))
             .map_err(err)?;

@@ -41,11 +41,17 @@ pub struct InputArgs {
         long,
         value_name = "TIME",
         default_value = "-24h",
-        requires = "graphite"
+        requires = "graphite",
+        allow_hyphen_values = true
     )]
     pub from: String,
     /// End of the Graphite time range (default: now).
-    #[arg(long, value_name = "TIME", requires = "graphite")]
+    #[arg(
+        long,
+        value_name = "TIME",
+        requires = "graphite",
+        allow_hyphen_values = true
+    )]
     pub until: Option<String>,
 }
 
