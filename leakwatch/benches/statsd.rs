@@ -1,0 +1,216 @@
+//! StatsD export cost, printed as plain figures (`cargo bench -p leakwatch --bench statsd`):
+//!
+//! 1. hot path: counting (token create+drop, event counter) with export off vs on;
+//! 2. sustained emission to a loopback UDP receiver: lines/s queued and received, and the
+//!    slowest `export` call (the caller never waits on the network);
+//! 3. CPU cost of exporting 10,000 series once per second, as % of one core, against the
+//!    target of ≤ 1 % (PASS/FAIL), for a typical tick (10 % of series changed) and the worst
+//!    case (every series changed).
+//!
+//! Set `LEAKWATCH_BENCH_QUICK=1` for a short run.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use leakwatch::statsd::StatsdExporter;
+use leakwatch::{EventCounter, Registry, Token};
+
+fn cpu_time(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock ids used are always supported.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A loopback StatsD stand-in on its own thread: counts lines and its own CPU time.
+struct Sink {
+    addr: String,
+    lines: Arc<AtomicU64>,
+    cpu_ns: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let addr = sock.local_addr().unwrap().to_string();
+        let (lines, cpu_ns, stop) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (l, c, s) = (lines.clone(), cpu_ns.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let k = buf[..n].iter().filter(|b| **b == b'\n').count() + 1;
+                    l.fetch_add(k as u64, Ordering::Relaxed);
+                }
+                c.store(
+                    cpu_time(libc::CLOCK_THREAD_CPUTIME_ID).as_nanos() as u64,
+                    Ordering::Relaxed,
+                );
+            }
+        });
+        Sink {
+            addr,
+            lines,
+            cpu_ns,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn cpu(&self) -> Duration {
+        Duration::from_nanos(self.cpu_ns.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn hot_loop(n: u64, reg: &Registry, counter: &EventCounter) -> f64 {
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let item = std::hint::black_box(Token::new_in(reg, "bench.item"));
+        counter.incr();
+        drop(item);
+    }
+    t0.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn hot_path(quick: bool) {
+    let n = if quick { 1_000_000 } else { 10_000_000 };
+    let reg = Registry::new();
+    let _series: Vec<Token> = (0..1000)
+        .map(|i| Token::new_in(&reg, &format!("bg.s{i}")))
+        .collect();
+    let counter = EventCounter::new_in(&reg, "bench.events");
+    hot_loop(n / 10, &reg, &counter); // warm up
+    let off = hot_loop(n, &reg, &counter);
+    let sink = Sink::start();
+    let exp = StatsdExporter::builder(&sink.addr)
+        .prefix("bench")
+        .instance("hot")
+        .registry(&reg)
+        .build()
+        .unwrap();
+    // A tick every 10 ms: 100x the usual rate, to make any interference visible.
+    let handle = exp.spawn(Duration::from_millis(10));
+    let on = hot_loop(n, &reg, &counter);
+    drop(handle);
+    println!(
+        "hot path (token create+drop + event incr): export off {off:.1} ns/op, on (tick every 10 ms, 1000 series) {on:.1} ns/op, ratio {:.2}",
+        on / off
+    );
+}
+
+fn churn(tokens: &mut [Vec<Token>], reg: &Registry, every: usize, round: usize) {
+    for (i, t) in tokens.iter_mut().enumerate() {
+        if i % every == round % every {
+            t.push(Token::new_in(reg, &format!("app.series{i}")));
+        }
+    }
+}
+
+fn emission(quick: bool) {
+    let reg = Registry::new();
+    let mut tokens: Vec<Vec<Token>> = (0..10_000).map(|_| Vec::new()).collect();
+    let sink = Sink::start();
+    let exp = StatsdExporter::builder(&sink.addr)
+        .prefix("bench")
+        .instance("rate")
+        .registry(&reg)
+        .max_lines_per_second(u64::MAX) // measure the pipeline, not the pacing
+        .build()
+        .unwrap();
+    let run = Duration::from_secs(if quick { 1 } else { 3 });
+    let (mut queued, mut refused, mut calls, mut slowest) = (0u64, 0u64, 0u64, Duration::ZERO);
+    let t0 = Instant::now();
+    let mut round = 0;
+    while t0.elapsed() < run {
+        churn(&mut tokens, &reg, 1, round); // every series changes: 4 lines each
+        round += 1;
+        let snap = reg.snapshot();
+        let t = Instant::now();
+        let s = exp.export(&snap);
+        slowest = slowest.max(t.elapsed());
+        queued += s.queued as u64;
+        refused += s.refused as u64;
+        calls += 1;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    exp.flush(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(100));
+    let received = sink.lines.load(Ordering::Relaxed);
+    println!(
+        "sustained emission to loopback (10 000 series, all changing, unpaced): {calls} exports, {:.0} lines/s queued, {:.0} lines/s received, {refused} refused (queue full, counted), slowest export call {:.2} ms",
+        queued as f64 / elapsed,
+        received as f64 / elapsed,
+        slowest.as_secs_f64() * 1e3
+    );
+}
+
+fn cpu_cost(every: usize, label: &str, quick: bool) {
+    let reg = Registry::new();
+    let mut tokens: Vec<Vec<Token>> = (0..10_000).map(|_| Vec::new()).collect();
+    churn(&mut tokens, &reg, 1, 0);
+    let sink = Sink::start();
+    let exp = StatsdExporter::builder(&sink.addr)
+        .prefix("bench")
+        .instance("cpu")
+        .registry(&reg)
+        .build()
+        .unwrap();
+    exp.export(&reg.snapshot()); // first export creates every name
+    exp.flush(Duration::from_secs(5));
+    let rounds: u32 = if quick { 5 } else { 20 };
+    let mut total = Duration::ZERO;
+    let mut caller = Duration::ZERO;
+    for round in 1..=rounds {
+        churn(&mut tokens, &reg, every, round as usize); // not measured: the application's own work
+        std::thread::sleep(Duration::from_millis(20)); // let the receiver settle
+        let (p0, r0) = (cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID), sink.cpu());
+        let t0 = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID);
+        exp.tick();
+        caller += cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) - t0;
+        exp.flush(Duration::from_secs(5)); // wait until the sender thread is done
+        std::thread::sleep(Duration::from_millis(50));
+        let (p1, r1) = (cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID), sink.cpu());
+        // Process CPU minus the receiver's: the exporting thread plus cadence's sender.
+        total += (p1 - p0).saturating_sub(r1.saturating_sub(r0));
+    }
+    let per = total / rounds;
+    let pct = per.as_secs_f64() * 100.0; // CPU seconds per 1 s tick, as % of one core
+    println!(
+        "export 10 000 series once per second, {label}: {:.2} ms CPU per tick (caller {:.2} ms, snapshot included) = {pct:.2} % of one core -> {} (target <= 1 %)",
+        per.as_secs_f64() * 1e3,
+        (caller / rounds).as_secs_f64() * 1e3,
+        if pct <= 1.0 { "PASS" } else { "FAIL" }
+    );
+}
+
+fn main() {
+    // `cargo test --benches` runs this with `--bench`-less args; keep it cheap then.
+    let quick = std::env::var_os("LEAKWATCH_BENCH_QUICK").is_some()
+        || !std::env::args().any(|a| a == "--bench");
+    hot_path(quick);
+    emission(quick);
+    cpu_cost(10, "typical tick (10 % of series changed)", quick);
+    cpu_cost(1, "worst case (every series changed)", quick);
+}

@@ -1,0 +1,641 @@
+//! The exporter: snapshot -> StatsD lines -> bounded queue -> paced, buffered UDP.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cadence::{BufferedUdpMetricSink, MetricSink, QueuingMetricSink};
+use parking_lot::Mutex;
+
+use super::StatsdError;
+use super::batch::Batch;
+use super::names::{host_name, push_sanitized_name, sanitize_component, sanitize_tag};
+use super::recorder::{StatsdRecorder, UserMetrics};
+use super::sink::{PacedSink, Progress};
+use crate::event::EventCounter;
+use crate::registry::Registry;
+use crate::snapshot::{MetricKind, Snapshot};
+
+/// Default bound of the queue between callers and the sending thread, in lines.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+/// Default UDP payload size: fits a 1500-byte Ethernet MTU with IP/UDP headers.
+pub const DEFAULT_DATAGRAM_SIZE: usize = 1432;
+/// Default pacing of the sending thread, in lines per second (see
+/// [`StatsdExporterBuilder::max_lines_per_second`]).
+pub const DEFAULT_MAX_LINES_PER_SECOND: u64 = 100_000;
+/// Name of the [`EventCounter`] that counts lines that could not be sent.
+pub const DROPPED_COUNTER: &str = "statsd.dropped";
+/// How long dropping the last exporter handle waits for queued lines to reach the socket.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+
+/// Whether an alert starts or ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AlertState {
+    /// The rule's condition holds: counted as `alerts.<rule>` and, with events, an `error` event.
+    Firing,
+    /// The condition no longer holds: with events, a `success` event; no counter.
+    Resolved,
+}
+
+/// What one [`StatsdExporter::export`] or [`StatsdExporter::tick`] queued.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportStats {
+    /// Lines accepted by the queue.
+    pub queued: usize,
+    /// Lines refused because the queue was full (counted in `statsd.dropped`; counters are
+    /// retried in full on the next export, so their totals still reach StatsD).
+    pub refused: usize,
+}
+
+enum Instance {
+    Default,
+    Named(String),
+    Disabled,
+}
+
+/// Configures a [`StatsdExporter`]; made by [`StatsdExporter::builder`].
+#[must_use]
+pub struct StatsdExporterBuilder {
+    addr: String,
+    prefix: String,
+    instance: Instance,
+    tags: Vec<(String, String)>,
+    queue_capacity: usize,
+    datagram_size: usize,
+    max_lines_per_second: u64,
+    events: bool,
+    gauge_refresh_ticks: u32,
+    registry: Registry,
+}
+
+impl std::fmt::Debug for StatsdExporterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsdExporterBuilder")
+            .field("addr", &self.addr)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatsdExporterBuilder {
+    /// Prefix before the instance name, e.g. `app` (dots allowed; sanitised). Default: none.
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    /// This process's name component, e.g. `web-1` (one component: dots become `_`).
+    /// Default: the `LEAKWATCH_INSTANCE` environment variable, else the host name.
+    pub fn instance(mut self, instance: &str) -> Self {
+        self.instance = Instance::Named(instance.to_owned());
+        self
+    }
+
+    /// Leaves the instance component out of every name (one process per prefix).
+    pub fn no_instance(mut self) -> Self {
+        self.instance = Instance::Disabled;
+        self
+    }
+
+    /// Adds a DogStatsD tag (`|#key:value`) to every line. Etsy statsd 0.9 turns tags into
+    /// Graphite tags (`name;key=value`, stored apart from untagged series); plain StatsD
+    /// daemons may reject tagged lines. Keys and values are sanitised.
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.push((sanitize_tag(key), sanitize_tag(value)));
+        self
+    }
+
+    /// Bound of the queue between callers and the sending thread, in lines (default
+    /// [`DEFAULT_QUEUE_CAPACITY`]). When it is full, lines are refused and counted.
+    pub fn queue_capacity(mut self, lines: usize) -> Self {
+        self.queue_capacity = lines;
+        self
+    }
+
+    /// Largest UDP payload in bytes (default [`DEFAULT_DATAGRAM_SIZE`]); lines are joined
+    /// with `\n` up to this size.
+    pub fn datagram_size(mut self, bytes: usize) -> Self {
+        self.datagram_size = bytes;
+        self
+    }
+
+    /// Pacing of the sending thread (default [`DEFAULT_MAX_LINES_PER_SECOND`]): the Etsy
+    /// daemon loses most of a burst it cannot drain, so the thread sleeps rather than
+    /// overflow it. Callers never wait for this: the queue absorbs bursts.
+    pub fn max_lines_per_second(mut self, lines: u64) -> Self {
+        self.max_lines_per_second = lines;
+        self
+    }
+
+    /// Also send each alert as a DogStatsD event (`_e{..}`). Only for daemons that accept
+    /// events (DogStatsD, Telegraf); Etsy statsd counts them as bad lines. Default: off.
+    pub fn events(mut self, on: bool) -> Self {
+        self.events = on;
+        self
+    }
+
+    /// Every `ticks` exports, send every gauge even if it did not change (default 60), so a
+    /// restarted daemon learns the levels again. Between refreshes only changed gauges go out.
+    pub fn gauge_refresh_ticks(mut self, ticks: u32) -> Self {
+        self.gauge_refresh_ticks = ticks.max(1);
+        self
+    }
+
+    /// The registry that [`StatsdExporter::tick`] and [`StatsdExporter::spawn`] export and
+    /// where the `statsd.dropped` counter lives. Default: [`Registry::global`].
+    pub fn registry(mut self, registry: &Registry) -> Self {
+        self.registry = registry.clone();
+        self
+    }
+
+    /// Resolves the address, binds a local UDP socket and starts the sending thread.
+    pub fn build(self) -> Result<StatsdExporter, StatsdError> {
+        if self.queue_capacity == 0 {
+            return Err(StatsdError::Config(
+                "queue_capacity must be at least 1".into(),
+            ));
+        }
+        if self.datagram_size < 64 {
+            return Err(StatsdError::Config(
+                "datagram_size must be at least 64 bytes".into(),
+            ));
+        }
+        let target = resolve(&self.addr)?;
+        // Loopback targets get a loopback-bound socket (nothing leaves the machine); others
+        // bind the wildcard so the kernel picks the route.
+        let local: SocketAddr = match (target.is_ipv4(), target.ip().is_loopback()) {
+            (true, true) => "127.0.0.1:0",
+            (true, false) => "0.0.0.0:0",
+            (false, true) => "[::1]:0",
+            (false, false) => "[::]:0",
+        }
+        .parse()
+        .expect("literal socket address");
+        let socket =
+            UdpSocket::bind(local).map_err(|source| StatsdError::Bind { local, source })?;
+        let udp = BufferedUdpMetricSink::with_capacity(target, socket, self.datagram_size)
+            .map_err(|e| StatsdError::Sink(e.to_string()))?;
+
+        let dropped = EventCounter::new_in(&self.registry, DROPPED_COUNTER);
+        let progress = Arc::new(Progress::default());
+        let paced = PacedSink::new(udp, progress.clone(), self.max_lines_per_second);
+        let on_error = AssertUnwindSafe(dropped.clone());
+        // The queue is held once, in `Inner`, and never cloned: cadence's `Drop` of *any*
+        // clone stops the shared worker thread.
+        let queue = QueuingMetricSink::builder()
+            .with_capacity(self.queue_capacity)
+            .with_error_handler(move |_e| {
+                // Borrow the whole wrapper: capturing only `.0` would lose AssertUnwindSafe.
+                let counter = &on_error;
+                counter.0.incr()
+            })
+            .build(paced);
+
+        let instance = match self.instance {
+            Instance::Named(s) => Some(sanitize_component(&s)),
+            Instance::Disabled => None,
+            Instance::Default => Some(sanitize_component(
+                &std::env::var("LEAKWATCH_INSTANCE")
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+                    .or_else(host_name)
+                    .unwrap_or_else(|| "unknown".into()),
+            )),
+        };
+        let mut base = String::new();
+        push_sanitized_name(&mut base, &self.prefix);
+        if let Some(i) = &instance {
+            push_sanitized_name(&mut base, i);
+        }
+        let mut leakwatch_base = base.clone();
+        push_sanitized_name(&mut leakwatch_base, "leakwatch");
+        leakwatch_base.push('.');
+
+        let user = Arc::new(UserMetrics::new(
+            base.clone(),
+            self.tags.clone(),
+            dropped.clone(),
+        ));
+        Ok(StatsdExporter {
+            inner: Arc::new(Inner {
+                queue,
+                progress,
+                target,
+                base,
+                leakwatch_base,
+                instance,
+                tags: tag_suffix(&self.tags, std::iter::empty()),
+                events: self.events,
+                dropped,
+                registry: self.registry,
+                gauge_refresh_ticks: self.gauge_refresh_ticks,
+                datagram_size: self.datagram_size,
+                state: Mutex::new(ExportState::default()),
+                user,
+            }),
+        })
+    }
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, StatsdError> {
+    let bad = |reason: String| StatsdError::Address {
+        addr: addr.to_owned(),
+        reason,
+    };
+    let mut addrs = addr
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("{e} (expected host:port, e.g. 127.0.0.1:8125)")))?;
+    addrs
+        .next()
+        .ok_or_else(|| bad("the name resolved to no address".into()))
+}
+
+/// `|#k:v,k2:v2` for the default tags followed by `extra`, or empty when there are none.
+pub(crate) fn tag_suffix<'a>(
+    defaults: &[(String, String)],
+    extra: impl Iterator<Item = (&'a str, &'a str)>,
+) -> String {
+    let mut s = String::new();
+    let all = defaults
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(extra.map(|(k, v)| (sanitize_tag(k), sanitize_tag(v))));
+    for (k, v) in all {
+        s.push_str(if s.is_empty() { "|#" } else { "," });
+        let _ = write!(s, "{k}:{v}");
+    }
+    s
+}
+
+/// Per-metric memory of what was sent: the snapshot name, its sanitised key, and the last
+/// gauge value or counter total that reached the queue (`None`: never sent).
+struct Entry {
+    name: String,
+    key: String,
+    last: Option<f64>,
+}
+
+#[derive(Default)]
+struct ExportState {
+    /// In the order of the last snapshot's metrics, which is stable (series are sorted), so
+    /// the next export finds each entry by position with one string comparison instead of
+    /// hashing 40 000 names.
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+    ticks: u64,
+    line: String,
+}
+
+impl ExportState {
+    /// The entry of metric `name`, expected at `cursor`.
+    fn find(&mut self, name: String, cursor: usize, base: &str) -> usize {
+        if let Some(e) = self.entries.get(cursor)
+            && e.name == name
+        {
+            return cursor;
+        }
+        if let Some(&i) = self.index.get(&name) {
+            return i;
+        }
+        let mut key = base.to_owned();
+        push_sanitized_name(&mut key, &name);
+        self.index.insert(name.clone(), self.entries.len());
+        self.entries.push(Entry {
+            name,
+            key,
+            last: None,
+        });
+        self.entries.len() - 1
+    }
+}
+
+struct Inner {
+    queue: QueuingMetricSink,
+    progress: Arc<Progress>,
+    target: SocketAddr,
+    /// `<prefix>.<instance>` (sanitised; may be empty).
+    base: String,
+    /// `<prefix>.<instance>.leakwatch.`
+    leakwatch_base: String,
+    instance: Option<String>,
+    /// Default tags as a line suffix.
+    tags: String,
+    events: bool,
+    dropped: EventCounter,
+    registry: Registry,
+    gauge_refresh_ticks: u32,
+    datagram_size: usize,
+    state: Mutex<ExportState>,
+    user: Arc<UserMetrics>,
+}
+
+impl Inner {
+    /// Queues one chunk of `lines` lines; a refusal (queue full) is counted, never waited on.
+    fn send_chunk(&self, chunk: &str, lines: usize) -> bool {
+        let ok = self.queue.emit(chunk).is_ok();
+        if !ok {
+            self.dropped.add(lines as u64);
+        }
+        ok
+    }
+
+    fn flush_user(&self, refresh: bool) -> (usize, usize) {
+        self.user.flush(
+            &|c: &str, n: usize| self.send_chunk(c, n),
+            self.datagram_size,
+            refresh,
+        )
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Short-lived programs must not lose what they queued (the pitfall of
+        // metrics-exporter-statsd): send pending user metrics and push out the last datagram.
+        flush(self, SHUTDOWN_FLUSH);
+    }
+}
+
+fn flush(inner: &Inner, timeout: Duration) -> bool {
+    inner.flush_user(false);
+    let deadline = Instant::now() + timeout;
+    let target = inner.queue.submitted();
+    let mut done = inner.progress.passed.load(Ordering::Acquire) >= target;
+    while !done && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+        done = inner.progress.passed.load(Ordering::Acquire) >= target;
+    }
+    // Sends the partly filled datagram; cadence's buffered sink is behind a mutex, so this
+    // is safe next to the worker.
+    let _ = inner.queue.flush();
+    done
+}
+
+/// Sends leakwatch snapshots (and, through [`metrics_recorder`](Self::metrics_recorder), the
+/// program's own `metrics` values) to a StatsD daemon over UDP. See the [module
+/// docs](super) for names and guarantees.
+///
+/// Cloning gives another handle to the same exporter (one queue, one socket); the last
+/// handle dropped flushes what is queued (waiting at most 1 s).
+#[derive(Clone)]
+pub struct StatsdExporter {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StatsdExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatsdExporter")
+            .field("target", &self.inner.target)
+            .field("base", &self.inner.base)
+            .field("dropped", &self.inner.dropped.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatsdExporter {
+    /// Starts configuring an exporter to the StatsD daemon at `addr` (`host:port`, e.g.
+    /// `127.0.0.1:8125`).
+    pub fn builder(addr: &str) -> StatsdExporterBuilder {
+        StatsdExporterBuilder {
+            addr: addr.to_owned(),
+            prefix: String::new(),
+            instance: Instance::Default,
+            tags: Vec::new(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            datagram_size: DEFAULT_DATAGRAM_SIZE,
+            max_lines_per_second: DEFAULT_MAX_LINES_PER_SECOND,
+            events: false,
+            gauge_refresh_ticks: 60,
+            registry: Registry::global().clone(),
+        }
+    }
+
+    /// The daemon's resolved address.
+    pub fn target(&self) -> SocketAddr {
+        self.inner.target
+    }
+
+    /// The sanitised instance component, if any.
+    pub fn instance(&self) -> Option<&str> {
+        self.inner.instance.as_deref()
+    }
+
+    /// The name every leakwatch metric starts with, `<prefix>.<instance>.leakwatch` (what
+    /// Graphite shows after `stats.gauges.` or `stats.counters.`).
+    pub fn leakwatch_prefix(&self) -> &str {
+        self.inner.leakwatch_base.trim_end_matches('.')
+    }
+
+    /// The StatsD name a snapshot metric such as `live.presence.Watch` is sent under.
+    pub fn key_for(&self, metric: &str) -> String {
+        let mut key = self.inner.leakwatch_base.clone();
+        push_sanitized_name(&mut key, metric);
+        key
+    }
+
+    /// Lines dropped so far: refused by the full queue, or lost in a failed send. Also
+    /// exported as the counter `count.statsd.dropped`.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.get()
+    }
+
+    /// Lines waiting in the queue.
+    pub fn queued(&self) -> u64 {
+        self.inner.queue.queued()
+    }
+
+    /// Queues every metric of `snapshot` ([`Snapshot::metrics`]): gauges are *set* (only
+    /// when changed, and all of them every `gauge_refresh_ticks` exports), counters are sent
+    /// as the change of their total since the last export (every counter once, even at 0,
+    /// so the series exists). Never blocks: a full queue refuses lines, which are counted;
+    /// a refused counter delta is sent again with the next export.
+    pub fn export(&self, snapshot: &Snapshot) -> ExportStats {
+        let inner = &*self.inner;
+        let mut guard = inner.state.lock();
+        let state = &mut *guard;
+        state.ticks += 1;
+        let refresh = (state.ticks - 1) % u64::from(inner.gauge_refresh_ticks) == 0;
+        let send = |c: &str, n: usize| inner.send_chunk(c, n);
+        let mut batch = Batch::new(inner.datagram_size);
+        let mut cursor = 0;
+        for m in snapshot.metrics() {
+            let i = state.find(m.name, cursor, &inner.leakwatch_base);
+            cursor = i + 1;
+            let ExportState { entries, line, .. } = state;
+            let entry = &entries[i];
+            line.clear();
+            match m.kind {
+                MetricKind::Gauge => {
+                    if !refresh && entry.last == Some(m.value) {
+                        continue;
+                    }
+                    let _ = write!(line, "{}:{}|g{}", entry.key, m.value, inner.tags);
+                }
+                MetricKind::Counter => {
+                    let total = m.value;
+                    let delta = match entry.last {
+                        None => total,
+                        Some(last) if total == last => continue,
+                        // A total only falls when its series was recreated: count from zero.
+                        Some(last) if total < last => total,
+                        Some(last) => total - last,
+                    };
+                    let _ = write!(line, "{}:{}|c{}", entry.key, delta, inner.tags);
+                }
+            }
+            batch.push(&send, line, Some((i, m.value)), &mut |(i, v)| {
+                entries[i].last = Some(v)
+            });
+        }
+        let entries = &mut state.entries;
+        batch.send(&send, &mut |(i, v)| entries[i].last = Some(v));
+        ExportStats {
+            queued: batch.queued,
+            refused: batch.refused,
+        }
+    }
+
+    /// Exports the configured registry's snapshot and the program's own `metrics` values
+    /// (those recorded through [`metrics_recorder`](Self::metrics_recorder)) once.
+    pub fn tick(&self) -> ExportStats {
+        let mut stats = self.export(&self.inner.registry.snapshot());
+        let refresh = {
+            let st = self.inner.state.lock();
+            (st.ticks - 1) % u64::from(self.inner.gauge_refresh_ticks) == 0
+        };
+        let (q, r) = self.inner.flush_user(refresh);
+        stats.queued += q;
+        stats.refused += r;
+        stats
+    }
+
+    /// Counts an alert as the counter `alerts.<rule>` (when firing) and, with
+    /// [`events`](StatsdExporterBuilder::events) on, sends a DogStatsD event titled
+    /// `leakwatch <rule> firing|resolved: <series>` with `text`. Callable from any thread;
+    /// never blocks (it only queues).
+    pub fn alert(&self, rule: &str, series: &str, state: AlertState, text: &str) {
+        let inner = &*self.inner;
+        if state == AlertState::Firing {
+            let mut line = inner.leakwatch_base.clone();
+            push_sanitized_name(&mut line, "alerts");
+            push_sanitized_name(&mut line, &rule.replace('.', "_"));
+            let _ = write!(line, ":1|c{}", inner.tags);
+            inner.send_chunk(&line, 1);
+        }
+        if inner.events {
+            let (word, alert_type) = match state {
+                AlertState::Firing => ("firing", "error"),
+                AlertState::Resolved => ("resolved", "success"),
+            };
+            // Event fields are `|`-separated and one line: escape what would break them.
+            let clean = |s: &str| s.replace('\n', "\\n").replace('|', "/");
+            let title = clean(&format!("leakwatch {rule} {word}: {series}"));
+            let text = clean(text);
+            let mut line = format!(
+                "_e{{{},{}}}:{title}|{text}|t:{alert_type}|s:leakwatch",
+                title.len(),
+                text.len()
+            );
+            let extra = [("rule", rule), ("series", series)];
+            let mut tags = tag_suffix(&[], extra.into_iter());
+            if !inner.tags.is_empty() {
+                tags = format!("{},{}", inner.tags, &tags[2..]);
+            }
+            line.push_str(&tags);
+            inner.send_chunk(&line, 1);
+        }
+    }
+
+    /// Sends pending user metrics, waits (at most `timeout`) until every queued line has
+    /// reached the UDP buffer, and sends the last, partly filled datagram. Returns whether
+    /// everything got out in time. Call it before a short-lived program exits (dropping the
+    /// last handle does the same with a 1 s timeout).
+    pub fn flush(&self, timeout: Duration) -> bool {
+        flush(&self.inner, timeout)
+    }
+
+    /// A `metrics` recorder that sends the program's own counters, gauges and histograms
+    /// through this exporter's queue, under `<prefix>.<instance>.<name>`. Install it with
+    /// `metrics::set_global_recorder`; values go out on each [`tick`](Self::tick) and
+    /// [`flush`](Self::flush). See [`StatsdRecorder`].
+    pub fn metrics_recorder(&self) -> StatsdRecorder {
+        StatsdRecorder::new(self.inner.user.clone())
+    }
+
+    /// Exports on a background thread every `interval` (a [`tick`](Self::tick)) until the
+    /// returned handle is dropped or stopped, which exports a last time and flushes.
+    pub fn spawn(&self, interval: Duration) -> ExportHandle {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (exporter, stop2) = (self.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("leakwatch-statsd".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Acquire) {
+                    let next = Instant::now() + interval;
+                    exporter.tick();
+                    // park_timeout can wake early (spuriously or from `stop`): re-check.
+                    while !stop2.load(Ordering::Acquire) {
+                        let now = Instant::now();
+                        if now >= next {
+                            break;
+                        }
+                        std::thread::park_timeout(next - now);
+                    }
+                }
+            })
+            .expect("spawn the leakwatch-statsd thread");
+        ExportHandle {
+            exporter: self.clone(),
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// The background export started by [`StatsdExporter::spawn`]. Dropping it stops the thread,
+/// exports a last time and flushes (at most 1 s).
+#[derive(Debug)]
+pub struct ExportHandle {
+    exporter: StatsdExporter,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ExportHandle {
+    /// The exporter this handle drives (e.g. to send alerts).
+    pub fn exporter(&self) -> &StatsdExporter {
+        &self.exporter
+    }
+
+    /// Stops the thread, exports a last time and flushes; returns whether the flush got
+    /// everything out within `timeout`.
+    pub fn stop(mut self, timeout: Duration) -> bool {
+        self.stop_thread();
+        self.exporter.tick();
+        self.exporter.flush(timeout)
+    }
+
+    fn stop_thread(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ExportHandle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop_thread();
+            self.exporter.tick();
+            self.exporter.flush(SHUTDOWN_FLUSH);
+        }
+    }
+}

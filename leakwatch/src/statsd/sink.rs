@@ -1,0 +1,91 @@
+//! The sink under the queue: a buffered UDP sink that paces itself and counts what it passed on.
+//!
+//! It runs on cadence's queue worker thread only, never on the caller's: sleeping here to
+//! pace a burst costs the application nothing (the bounded queue absorbs it, and what does
+//! not fit is refused and counted by the exporter).
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cadence::{BufferedUdpMetricSink, MetricSink, SinkStats};
+
+/// Progress shared between the worker (which writes it) and `flush` (which waits on it).
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Queue entries (chunks) handed to the UDP buffer (sent or failed), i.e. no longer in the queue or in
+    /// flight on the worker. cadence's own `drained()` is bumped *before* the wrapped sink
+    /// runs, so it cannot tell `flush` that the last line reached the buffer.
+    pub(crate) passed: AtomicU64,
+}
+
+/// A [`BufferedUdpMetricSink`] that sends about `lines_per_ms` lines per millisecond at most.
+///
+/// Node's statsd cannot drain a socket as fast as Rust fills it: a burst of 200 000 lines
+/// lost 79 % in the research runs, while ~170 000 lines/s arrived intact. Pacing keeps a large
+/// export (10 000 series) from overflowing the daemon's receive buffer.
+pub(crate) struct PacedSink {
+    inner: BufferedUdpMetricSink,
+    progress: Arc<Progress>,
+    lines_per_ms: u64,
+    start: Instant,
+    /// Millisecond window (since `start`) and lines sent in it; only the worker touches
+    /// these, atomics just keep the type `Sync`.
+    window: AtomicU64,
+    in_window: AtomicU64,
+}
+
+impl PacedSink {
+    pub(crate) fn new(
+        inner: BufferedUdpMetricSink,
+        progress: Arc<Progress>,
+        lines_per_second: u64,
+    ) -> Self {
+        PacedSink {
+            inner,
+            progress,
+            lines_per_ms: (lines_per_second / 1000).max(1),
+            start: Instant::now(),
+            window: AtomicU64::new(0),
+            in_window: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `lines` just sent; past the per-millisecond budget, sleeps to the next window.
+    fn pace(&self, lines: u64) {
+        let now_ms = self.start.elapsed().as_millis() as u64;
+        if now_ms != self.window.load(Ordering::Relaxed) {
+            self.window.store(now_ms, Ordering::Relaxed);
+            self.in_window.store(0, Ordering::Relaxed);
+        }
+        let sent = self.in_window.fetch_add(lines, Ordering::Relaxed) + lines;
+        if sent >= self.lines_per_ms {
+            // Sleep for the windows this chunk used up, from the start of the current one.
+            let next = Duration::from_millis(now_ms + sent / self.lines_per_ms);
+            if let Some(wait) = next.checked_sub(self.start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+impl MetricSink for PacedSink {
+    fn emit(&self, metric: &str) -> io::Result<usize> {
+        // A queue entry is a chunk of newline-joined lines (see `batch`).
+        let lines = metric.bytes().filter(|b| *b == b'\n').count() as u64 + 1;
+        // Errors (a failed datagram send) go to the queue's error handler, which counts them.
+        let r = self.inner.emit(metric);
+        self.progress.passed.fetch_add(1, Ordering::Release);
+        self.pace(lines);
+        r
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.inner.flush()
+    }
+
+    fn stats(&self) -> SinkStats {
+        self.inner.stats()
+    }
+}

@@ -1,0 +1,315 @@
+//! The StatsD exporter's wire format and behaviour, against an in-process UDP receiver on
+//! 127.0.0.1: exact lines for gauges, counters (deltas), tags, sanitised names, alerts and
+//! the program's own `metrics`; shutdown flush; a daemon that is down; a full queue.
+#![cfg(feature = "statsd")]
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use leakwatch::statsd::{AlertState, StatsdExporter};
+use leakwatch::{EventCounter, Registry, Token};
+
+/// A StatsD daemon stand-in: collects every line it receives.
+struct Receiver {
+    sock: UdpSocket,
+}
+
+impl Receiver {
+    fn new() -> Receiver {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        Receiver { sock }
+    }
+
+    fn addr(&self) -> String {
+        self.sock.local_addr().unwrap().to_string()
+    }
+
+    /// Every line received until nothing arrived for `quiet`.
+    fn lines(&self, quiet: Duration) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        let mut last = Instant::now();
+        while last.elapsed() < quiet {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                let text = std::str::from_utf8(&buf[..n]).unwrap();
+                out.extend(text.split('\n').filter(|l| !l.is_empty()).map(String::from));
+                last = Instant::now();
+            }
+        }
+        out
+    }
+}
+
+const QUIET: Duration = Duration::from_millis(300);
+
+fn exporter(rx: &Receiver, reg: &Registry) -> StatsdExporter {
+    StatsdExporter::builder(&rx.addr())
+        .prefix("app")
+        .instance("web-1")
+        .registry(reg)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn gauges_are_set_and_counters_are_deltas() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let exp = exporter(&rx, &reg);
+    let a = Token::new_in(&reg, "presence.Watch");
+    let b = Token::new_in(&reg, "presence.Watch");
+    let _odd = Token::new_in(&reg, "weird name<T>");
+    let conflicts = EventCounter::new_in(&reg, "http.status.409");
+    conflicts.add(3);
+
+    exp.export(&reg.snapshot());
+    assert!(exp.flush(Duration::from_secs(2)));
+    let first = rx.lines(QUIET);
+    let p = "app.web-1.leakwatch";
+    let expect_first: Vec<String> = [
+        "count.http.status.409:3|c",
+        "live.presence.Watch:2|g",
+        "peak.presence.Watch:2|g",
+        "created.presence.Watch:2|c",
+        "dropped.presence.Watch:0|c",
+        "count.statsd.dropped:0|c",
+        "live.weird_name_T_:1|g",
+        "peak.weird_name_T_:1|g",
+        "created.weird_name_T_:1|c",
+        "dropped.weird_name_T_:0|c",
+    ]
+    .iter()
+    .map(|l| format!("{p}.{l}"))
+    .collect();
+    assert_eq!(first, expect_first);
+
+    // Second export: only what changed, counters as deltas, the live gauge set (never -1).
+    drop(a);
+    conflicts.incr();
+    exp.export(&reg.snapshot());
+    exp.flush(Duration::from_secs(2));
+    let second = rx.lines(QUIET);
+    assert_eq!(
+        second,
+        vec![
+            format!("{p}.count.http.status.409:1|c"),
+            format!("{p}.live.presence.Watch:1|g"),
+            format!("{p}.dropped.presence.Watch:1|c"),
+        ]
+    );
+
+    // Nothing changed: nothing sent.
+    exp.export(&reg.snapshot());
+    exp.flush(Duration::from_secs(2));
+    assert_eq!(rx.lines(QUIET), Vec::<String>::new());
+    drop(b);
+    assert_eq!(exp.key_for("live.a b"), "app.web-1.leakwatch.live.a_b");
+    assert_eq!(exp.leakwatch_prefix(), "app.web-1.leakwatch");
+}
+
+#[test]
+fn tags_alerts_and_events() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let exp = StatsdExporter::builder(&rx.addr())
+        .prefix("my app.eu")
+        .instance("host.example.com")
+        .tag("env", "dev")
+        .tag("bad key", "a|b,c")
+        .events(true)
+        .registry(&reg)
+        .build()
+        .unwrap();
+    let _t = Token::new_in(&reg, "jobs");
+    exp.export(&reg.snapshot());
+    exp.alert(
+        "growth",
+        "jobs",
+        AlertState::Firing,
+        "live grew 10/min\nfor 5 min",
+    );
+    exp.alert("growth", "jobs", AlertState::Resolved, "back to normal");
+    exp.flush(Duration::from_secs(2));
+    let lines = rx.lines(QUIET);
+    let p = "my_app.eu.host_example_com.leakwatch";
+    let tags = "|#env:dev,bad_key:a_b_c";
+    assert_eq!(
+        lines,
+        vec![
+            format!("{p}.live.jobs:1|g{tags}"),
+            format!("{p}.peak.jobs:1|g{tags}"),
+            format!("{p}.created.jobs:1|c{tags}"),
+            format!("{p}.dropped.jobs:0|c{tags}"),
+            format!("{p}.count.statsd.dropped:0|c{tags}"),
+            format!("{p}.alerts.growth:1|c{tags}"),
+            format!(
+                "_e{{29,27}}:leakwatch growth firing: jobs|live grew 10/min\\nfor 5 min|t:error|s:leakwatch{tags},rule:growth,series:jobs"
+            ),
+            format!(
+                "_e{{31,14}}:leakwatch growth resolved: jobs|back to normal|t:success|s:leakwatch{tags},rule:growth,series:jobs"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_programs_own_metrics_share_the_pipeline() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let exp = StatsdExporter::builder(&rx.addr())
+        .prefix("app")
+        .instance("web-1")
+        .registry(&reg)
+        .build()
+        .unwrap();
+    let tagged = exp.metrics_recorder();
+    let named = exp.metrics_recorder().labels_in_name();
+    metrics::with_local_recorder(&tagged, || {
+        metrics::counter!("messages.delivered").increment(2);
+        metrics::counter!("messages.delivered").increment(3);
+        metrics::counter!("http.status", "code" => "409").increment(1);
+        let g = metrics::gauge!("queue.depth");
+        g.set(5.0);
+        g.increment(2.0); // dropped by metrics-exporter-statsd; kept here
+        g.decrement(1.0);
+        metrics::gauge!("balance").set(-4.5);
+        metrics::histogram!("latency").record(0.025);
+        metrics::describe_histogram!("size", metrics::Unit::Bytes, "payload");
+        metrics::histogram!("size").record(512.0);
+    });
+    metrics::with_local_recorder(&named, || {
+        metrics::counter!("http.status", "code" => "200").absolute(7);
+    });
+    // Lines go out on tick (or flush), not per update.
+    exp.flush(Duration::from_secs(2));
+    let mut lines = rx.lines(QUIET);
+    lines.sort();
+    let mut expect = vec![
+        "app.web-1.messages.delivered:5|c",
+        "app.web-1.http.status:1|c|#code:409",
+        "app.web-1.http.status.200:7|c",
+        "app.web-1.queue.depth:6|g",
+        "app.web-1.balance:0|g",
+        "app.web-1.balance:-4.5|g",
+        "app.web-1.latency:25|ms",
+        "app.web-1.size:512|ms",
+    ];
+    expect.sort();
+    assert_eq!(lines, expect);
+    // The negative gauge is set through 0 first: the order matters.
+    // A tick sends the leakwatch series and only the changed user values.
+    metrics::with_local_recorder(&tagged, || {
+        metrics::counter!("messages.delivered").increment(1);
+    });
+    exp.tick();
+    exp.flush(Duration::from_secs(2));
+    let lines = rx.lines(QUIET);
+    assert!(
+        lines.contains(&"app.web-1.messages.delivered:1|c".to_string()),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"app.web-1.leakwatch.count.statsd.dropped:0|c".to_string()));
+    assert!(
+        !lines.iter().any(|l| l.contains("http.status")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn dropping_the_exporter_flushes_everything() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let tokens: Vec<Token> = (0..300)
+        .map(|i| Token::new_in(&reg, &format!("kind{i}")))
+        .collect();
+    {
+        // A short-lived program: export once, exit without an explicit flush.
+        let exp = exporter(&rx, &reg);
+        let stats = exp.export(&reg.snapshot());
+        assert_eq!(stats.queued, 300 * 4 + 1);
+    }
+    let lines = rx.lines(QUIET);
+    assert_eq!(lines.len(), 300 * 4 + 1);
+    assert!(lines.contains(&"app.web-1.leakwatch.live.kind299:1|g".to_string()));
+    drop(tokens);
+}
+
+#[test]
+fn spawned_export_runs_and_flushes_on_stop() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let exp = exporter(&rx, &reg);
+    let handle = exp.spawn(Duration::from_millis(20));
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Token::new_in(&reg, "late");
+    // Stop right away: the last tick must still carry `late`.
+    assert!(handle.stop(Duration::from_secs(2)));
+    let lines = rx.lines(QUIET);
+    assert!(
+        lines.contains(&"app.web-1.leakwatch.live.late:1|g".to_string()),
+        "{lines:?}"
+    );
+    drop(t);
+}
+
+#[test]
+fn a_daemon_that_is_down_costs_nothing_and_drops_are_counted() {
+    // A port nobody listens on.
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let reg = Registry::new();
+    let _tokens: Vec<Token> = (0..500)
+        .map(|i| Token::new_in(&reg, &format!("s{i}")))
+        .collect();
+    let exp = StatsdExporter::builder(&closed.to_string())
+        .instance("x")
+        .registry(&reg)
+        .queue_capacity(16)
+        .max_lines_per_second(1000) // a slow sender, so the small queue fills
+        .build()
+        .unwrap();
+    let mut refused = 0;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let snap = reg.snapshot();
+        let t0 = Instant::now();
+        let stats = exp.export(&snap);
+        slowest = slowest.max(t0.elapsed());
+        refused += stats.refused as u64;
+    }
+    assert!(refused > 1000, "refused {refused}");
+    assert_eq!(exp.dropped(), refused);
+    assert_eq!(
+        reg.snapshot().get("statsd.dropped").unwrap().created,
+        refused
+    );
+    // Refusing is immediate: 2000+ lines per export in well under a blocking send's time.
+    assert!(
+        slowest < Duration::from_millis(200),
+        "slowest export {slowest:?}"
+    );
+    // Alerts from any thread never block either.
+    let e2 = exp.clone();
+    std::thread::spawn(move || e2.alert("growth", "s1", AlertState::Firing, ""))
+        .join()
+        .unwrap();
+    // Flush gives up after its timeout instead of hanging.
+    let t0 = Instant::now();
+    exp.flush(Duration::from_millis(50));
+    assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn bad_addresses_are_reported() {
+    let e = StatsdExporter::builder("no-port-here").build().unwrap_err();
+    assert!(e.to_string().contains("host:port"), "{e}");
+    let e = StatsdExporter::builder("127.0.0.1:8125")
+        .queue_capacity(0)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("queue_capacity"), "{e}");
+}
