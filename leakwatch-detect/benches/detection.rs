@@ -6,8 +6,9 @@
 //!
 //! Every scenario generates 24 series (seeds 0..24), 1 s samples, 1 h each (2 h for the
 //! slow leak). Series level L is log-uniform in [300, 3000]; all series carry a base noise
-//! of white σ = 2% of L plus an Ornstein–Uhlenbeck wander σ = 1% of L with τ = 100 s, and
-//! counts are rounded to integers. Leaks start at a random onset 15–25 min in; delays are
+//! of white σ = 3% of L (correlated noise has its own scenarios), and counts are rounded
+//! to integers. `ambig.` scenarios (growth that stops after a few minutes) are reported
+//! but not scored. Leaks start at a random onset 15–25 min in; delays are
 //! measured from the onset, and a finding before the onset counts as a false positive.
 //! The engine runs the default growth rule (no tuning per scenario); scenarios marked
 //! `relative` run it with `relative_to(load)` instead, as a user would for load-driven series.

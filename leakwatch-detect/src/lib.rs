@@ -53,8 +53,8 @@
 //! A sample costs a hash lookup and a push into its bucket; trend statistics run only when
 //! a bucket closes (every 10 s fine, 60 s coarse), with bucket boundaries staggered per
 //! series, and most evaluations of healthy series stop at the cheap new-high check.
-//! Measured (`cargo bench -p leakwatch-detect --bench cost`, shared 2-core box): 0.16–0.28% of one core for
-//! 10,000 healthy series at 1 s, 0.54–0.65% when every series leaks.
+//! Measured (`cargo bench -p leakwatch-detect --bench cost`, shared 2-core box): 0.15–0.28% of one core for
+//! 10,000 healthy series at 1 s, 0.51–0.65% when every series leaks.
 
 #![deny(missing_docs)]
 

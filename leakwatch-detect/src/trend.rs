@@ -129,7 +129,7 @@ fn autocorrelation_factor(t: &[f64], y: &[f64], slope: f64) -> f64 {
     1.0 + 2.0 * sum / (nf * (nf - 1.0) * (nf - 2.0))
 }
 
-/// Spread (σ-equivalent) of the differences `y[i + l] - y[i]` for lags `l` from
+/// Spread (σ-equivalent) of the differences `y[i + l] - y[i]` for up to 4 lags `l` from
 /// ⌈`lag`/2⌉ to `lag`: how much the series typically moves over (up to) `lag` points.
 /// `None` with fewer than `min` differences at lag `lag`.
 ///
@@ -149,7 +149,11 @@ pub(crate) fn lag_scale(y: &[f64], lag: usize, min: usize, scratch: &mut Vec<f64
         return None;
     }
     scratch.clear();
-    for l in lag.div_ceil(2)..=lag {
+    // At most 4 lags (evenly spaced, always including `lag`): enough to steady the
+    // estimate, and the cost stays a small multiple of one lag's.
+    let half = lag.div_ceil(2);
+    let step = ((lag - half) / 3).max(1);
+    for l in (half..=lag).rev().step_by(step).take(4) {
         // Centre each lag on its own median: a trend shifts lag-l differences by slope × l,
         // so one median for all lags would count the trend as spread.
         let start = scratch.len();
