@@ -1,0 +1,320 @@
+//! End to end against the real thing: leakwatch -> Etsy statsd 0.9.0 -> carbon-cache ->
+//! whisper -> graphite-web, all on 127.0.0.1 with ports found free at run time (so a user's
+//! own stack on the default ports is never touched).
+//!
+//! Needs what `scripts/install-test-deps.sh` installs. Without it the test prints a skip line;
+//! under `CI=true` it fails instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use leakwatch::statsd::StatsdExporter;
+use leakwatch::{EventCounter, Registry, Token};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/graphite-stack.sh");
+
+fn statsd_dir() -> PathBuf {
+    std::env::var_os("LEAKWATCH_STATSD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/leakwatch-stack/statsd")
+        })
+}
+
+fn on_path(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
+
+/// What is missing to run the stack, if anything.
+fn missing() -> Vec<String> {
+    let mut m: Vec<String> = [
+        "carbon-cache",
+        "whisper-fetch",
+        "graphite-manage",
+        "node",
+        "ss",
+    ]
+    .iter()
+    .filter(|c| !on_path(c))
+    .map(|c| c.to_string())
+    .collect();
+    let stats = statsd_dir().join("node_modules/statsd/stats.js");
+    if !stats.is_file() {
+        m.push(format!("statsd@0.9.0 ({} not found)", stats.display()));
+    }
+    m
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The running stack; stopping it (and removing its directory) on drop, panics included.
+struct Stack {
+    dir: PathBuf,
+    statsd_port: u16,
+    web: String,
+}
+
+impl Stack {
+    fn up() -> Stack {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("leakwatch-pipeline-{}-{nanos}", std::process::id()));
+        let ports = [
+            ("STATSD_PORT", free_udp_port()),
+            ("STATSD_MGMT_PORT", free_tcp_port()),
+            ("CARBON_PORT", free_tcp_port()),
+            ("CARBON_PICKLE_PORT", free_tcp_port()),
+            ("CARBON_QUERY_PORT", free_tcp_port()),
+            ("GRAPHITE_WEB_PORT", free_tcp_port()),
+        ];
+        let stack = Stack {
+            dir: dir.clone(),
+            statsd_port: ports[0].1,
+            web: format!("http://127.0.0.1:{}", ports[5].1),
+        };
+        let out = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("up")
+            .arg(&dir)
+            .envs(ports.iter().map(|(k, v)| (*k, v.to_string())))
+            .env("LEAKWATCH_STATSD_DIR", statsd_dir())
+            .output()
+            .expect("run scripts/graphite-stack.sh");
+        println!("{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "graphite-stack.sh up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stack
+    }
+
+    fn whisper(&self, path: &str) -> PathBuf {
+        self.dir
+            .join("storage/whisper")
+            .join(path.replace('.', "/") + ".wsp")
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("down")
+            .arg(&self.dir)
+            .status();
+        if std::thread::panicking() {
+            eprintln!("stack logs kept in {}", self.dir.join("log").display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Non-null values of a whisper file over the last 5 minutes, read with `whisper-fetch`.
+fn whisper_values(file: &Path) -> Vec<f64> {
+    if !file.exists() {
+        return Vec::new();
+    }
+    let from = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 300;
+    let out = Command::new("whisper-fetch")
+        .arg("--json")
+        .arg(format!("--from={from}"))
+        .arg(file)
+        .output()
+        .expect("run whisper-fetch");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["values"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default()
+}
+
+/// Polls `check` until it holds (statsd flushes every second, carbon writes after).
+fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("{what}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+fn last(values: &[f64]) -> Option<f64> {
+    values.last().copied()
+}
+
+#[test]
+fn counts_reach_graphite_through_real_statsd() {
+    let m = missing();
+    if !m.is_empty() {
+        let msg = format!(
+            "StatsD/Graphite pipeline test needs {}: run scripts/install-test-deps.sh",
+            m.join(", ")
+        );
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIPPED graphite_pipeline: {msg}");
+        return;
+    }
+    let t0 = Instant::now();
+    let stack = Stack::up();
+    let addr = format!("127.0.0.1:{}", stack.statsd_port);
+
+    // Instance web-1: a long-running process on the global registry (so memory is exported),
+    // ticking every second, with the program's own `metrics` through the same pipeline.
+    let mut watches: Vec<Token> = (0..7).map(|_| Token::new("presence.Watch")).collect();
+    let conflicts = EventCounter::new("http.status.409");
+    conflicts.add(3);
+    let web1 = StatsdExporter::builder(&addr)
+        .prefix("lwtest")
+        .instance("web-1")
+        .build()
+        .unwrap();
+    let recorder = web1.metrics_recorder().labels_in_name();
+    metrics::with_local_recorder(&recorder, || {
+        metrics::counter!("messages.delivered").increment(12);
+        metrics::counter!("http.responses", "status" => "200").increment(4);
+    });
+    let handle = web1.spawn(Duration::from_secs(1));
+
+    // Instance web-2: a short-lived program that exports once and exits without an explicit
+    // flush; dropping the exporter must still get everything out.
+    {
+        let reg = Registry::new();
+        let _w: Vec<Token> = (0..3)
+            .map(|_| Token::new_in(&reg, "presence.Watch"))
+            .collect();
+        let web2 = StatsdExporter::builder(&addr)
+            .prefix("lwtest")
+            .instance("web-2")
+            .registry(&reg)
+            .build()
+            .unwrap();
+        web2.export(&reg.snapshot());
+    }
+
+    std::thread::sleep(Duration::from_millis(1500));
+    watches.truncate(5); // 5 live now
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(handle); // last tick + flush
+    drop(watches);
+
+    // 1. whisper files, read with whisper-fetch.
+    let g = |p: &str| stack.whisper(&format!("stats.gauges.lwtest.{p}"));
+    let c = |p: &str| stack.whisper(&format!("stats.counters.lwtest.{p}.count"));
+    eventually("whisper: live gauges", || {
+        let (w1, w2) = (
+            whisper_values(&g("web-1.leakwatch.live.presence.Watch")),
+            whisper_values(&g("web-2.leakwatch.live.presence.Watch")),
+        );
+        match (last(&w1), last(&w2)) {
+            (Some(5.0), Some(3.0)) => Ok(()),
+            other => Err(format!("last values {other:?}, want (5, 3)")),
+        }
+    });
+    let sum = |f: PathBuf| whisper_values(&f).iter().sum::<f64>();
+    eventually("whisper: counters", || {
+        let got = (
+            sum(c("web-1.leakwatch.created.presence.Watch")),
+            sum(c("web-1.leakwatch.dropped.presence.Watch")),
+            sum(c("web-1.leakwatch.count.http.status.409")),
+            sum(c("web-1.messages.delivered")),
+            sum(c("web-1.http.responses.200")),
+        );
+        if got == (7.0, 2.0, 3.0, 12.0, 4.0) {
+            Ok(())
+        } else {
+            Err(format!("sums {got:?}, want (7, 2, 3, 12, 4)"))
+        }
+    });
+    let rss = whisper_values(&g("web-1.leakwatch.memory.resident_bytes"));
+    assert!(
+        last(&rss).is_some_and(|v| v > 1e6),
+        "resident bytes {rss:?}"
+    );
+    let dropped = c("web-1.leakwatch.count.statsd.dropped");
+    assert!(dropped.exists(), "the drop counter is exported");
+    assert_eq!(sum(dropped), 0.0);
+
+    // 2. graphite-web's render API through leakwatch::graphite (what `analyze --graphite`
+    // uses): the fleet, per instance and summed.
+    let fleet = leakwatch::graphite::fetch(
+        &stack.web,
+        &["stats.gauges.lwtest.*.leakwatch.live.presence.Watch"],
+        "-5min",
+        None,
+    )
+    .expect("render API");
+    let mut lasts: Vec<(String, Option<f64>)> = fleet
+        .iter()
+        .map(|s| (s.name.clone(), s.points.iter().rev().find_map(|p| p.1)))
+        .collect();
+    lasts.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        lasts,
+        vec![
+            (
+                "stats.gauges.lwtest.web-1.leakwatch.live.presence.Watch".into(),
+                Some(5.0)
+            ),
+            (
+                "stats.gauges.lwtest.web-2.leakwatch.live.presence.Watch".into(),
+                Some(3.0)
+            ),
+        ]
+    );
+    let total = leakwatch::graphite::fetch(
+        &stack.web,
+        &["sumSeries(stats.gauges.lwtest.*.leakwatch.live.presence.Watch)"],
+        "-5min",
+        None,
+    )
+    .unwrap();
+    assert_eq!(total.len(), 1);
+    assert_eq!(total[0].points.iter().rev().find_map(|p| p.1), Some(8.0));
+    let created = leakwatch::graphite::fetch(
+        &stack.web,
+        &["stats.counters.lwtest.web-1.leakwatch.created.presence.Watch.count"],
+        "-5min",
+        None,
+    )
+    .unwrap();
+    let n: f64 = created[0].points.iter().filter_map(|p| p.1).sum();
+    assert_eq!(n, 7.0);
+    // A bad target is an error with graphite-web's answer, not a panic or empty data.
+    let bad = leakwatch::graphite::fetch(&stack.web, &["noSuchFunction(a.b)"], "-5min", None);
+    assert!(
+        matches!(&bad, Err(leakwatch::graphite::GraphiteError::Status { status: 400, body, .. }) if body.contains("unknown function")),
+        "{bad:?}"
+    );
+
+    println!("pipeline test took {:.1} s", t0.elapsed().as_secs_f64());
+}
