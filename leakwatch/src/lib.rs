@@ -81,7 +81,8 @@ pub use registry::Registry;
 pub use scope::{Scope, ScopeBuilder, ScopeClosed, ScopeFinding};
 pub use site::Site;
 pub use snapshot::{
-    Counts, Metric, MetricKind, SeriesChange, SeriesKind, SeriesSnapshot, Snapshot, SnapshotDiff,
+    Counts, FlatMetric, Metric, MetricKind, MetricNames, SeriesChange, SeriesKind, SeriesSnapshot,
+    Snapshot, SnapshotDiff,
 };
 pub use testing::{assert_returns_to, assert_returns_within};
 pub use token::{Named, Token, named, named_in};

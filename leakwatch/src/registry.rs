@@ -55,7 +55,12 @@ impl Series {
         }
     }
 
-    pub(crate) fn snapshot(&self, reader: &BatchReader, now: Instant) -> SeriesSnapshot {
+    pub(crate) fn snapshot(
+        &self,
+        reader: &BatchReader,
+        now: Instant,
+        detail: Detail,
+    ) -> SeriesSnapshot {
         let pair = reader.read(&self.items);
         let peak = record_peak(&self.peak, pair);
         SeriesSnapshot {
@@ -71,9 +76,21 @@ impl Series {
                 .iter()
                 .map(|(n, c)| ((*n).to_owned(), reader.read(c).up))
                 .collect(),
-            sites: self.sites.snapshot(now),
+            sites: match detail {
+                Detail::WithSites => self.sites.snapshot(now),
+                Detail::CountsOnly => Vec::new(),
+            },
         }
     }
+}
+
+/// How much a snapshot reads besides the counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Detail {
+    /// Creation sites of live items too (a lock and a small sort per series).
+    WithSites,
+    /// Counts only: what samplers and exporters need every tick.
+    CountsOnly,
 }
 
 /// Raises `peak` to the live count just read and returns the high-water mark.
@@ -167,8 +184,18 @@ impl Registry {
             .clone()
     }
 
-    /// Every series of this registry, read now.
+    /// Every series of this registry, read now, with the creation sites of live items.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_with(Detail::WithSites)
+    }
+
+    /// Like [`snapshot`](Self::snapshot) without creation sites: cheaper, for code that reads
+    /// every series often (samplers, exporters).
+    pub fn snapshot_counts(&self) -> Snapshot {
+        self.snapshot_with(Detail::CountsOnly)
+    }
+
+    fn snapshot_with(&self, detail: Detail) -> Snapshot {
         let now = Instant::now();
         let reader = BatchReader::new();
         let mut series: Vec<SeriesSnapshot> = self
@@ -176,7 +203,7 @@ impl Registry {
             .series
             .read()
             .values()
-            .map(|s| s.snapshot(&reader, now))
+            .map(|s| s.snapshot(&reader, now, detail))
             .collect();
         if self.inner.global {
             let types: Vec<&'static TypeStats> = TYPES.lock().clone();
@@ -187,12 +214,7 @@ impl Registry {
         } else {
             crate::memory::Memory::default()
         };
-        Snapshot::assemble(
-            self.clone(),
-            series,
-            memory,
-            self.inner.findings.recent(),
-        )
+        Snapshot::assemble(self.clone(), series, memory, self.inner.findings.recent())
     }
 
     /// Calls `observer` for every scope finding (late registration, outlived scope) in this

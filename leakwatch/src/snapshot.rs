@@ -5,7 +5,7 @@
 //! `metrics` facade bridge and the StatsD exporter. Names are dot-separated and
 //! Graphite-friendly: `<metric>.<series name>`, e.g. `live.presence.Watch`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -136,6 +136,135 @@ pub enum MetricKind {
     Counter,
 }
 
+/// Which series (or process memory) a flattened metric belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Group<'a> {
+    Series(SeriesKind, &'a str),
+    Memory,
+}
+
+/// A flattened metric name in two parts, formatted as `<metric>.<series>`.
+#[derive(Clone, Copy)]
+struct MetricName<'a> {
+    metric: &'a str,
+    series: &'a str,
+}
+
+impl MetricName<'_> {
+    /// Whether `full` is this name formatted, without formatting it.
+    fn matches(&self, full: &str) -> bool {
+        full.len() == self.metric.len() + 1 + self.series.len()
+            && full.starts_with(self.metric)
+            && full.ends_with(self.series)
+            && full.as_bytes()[self.metric.len()] == b'.'
+    }
+}
+
+impl fmt::Display for MetricName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.metric, self.series)
+    }
+}
+
+/// Interned metric names, so that a sampler flattens a snapshot every tick without formatting
+/// or allocating a name per metric, and can keep per-metric state in vectors indexed by id.
+///
+/// ```
+/// let reg = leakwatch::Registry::new();
+/// let _t = leakwatch::Token::new_in(&reg, "jobs");
+/// let mut names = leakwatch::MetricNames::new();
+/// let flat = names.flatten(&reg.snapshot());
+/// let live = flat.iter().find(|m| m.name == "live.jobs").unwrap();
+/// assert_eq!(live.value, 1.0);
+/// ```
+#[derive(Debug, Default)]
+pub struct MetricNames {
+    groups: HashMap<SeriesKind, HashMap<String, Vec<u32>>>,
+    memory: Vec<u32>,
+    names: Vec<(String, MetricKind)>,
+}
+
+/// One metric of [`MetricNames::flatten`]: an interned name with its value now.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FlatMetric<'a> {
+    /// Stable small integer for this name (dense from 0), for per-metric state in vectors.
+    pub id: u32,
+    /// The metric name, e.g. `live.presence.Watch`.
+    pub name: &'a str,
+    /// Current value.
+    pub value: f64,
+    /// Gauge or counter.
+    pub kind: MetricKind,
+}
+
+impl MetricNames {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of distinct names seen.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no name was seen yet.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The name of `id`.
+    pub fn name(&self, id: u32) -> &str {
+        &self.names[id as usize].0
+    }
+
+    /// Every metric of `snapshot`, the same as [`Snapshot::metrics`] but with interned names.
+    pub fn flatten(&mut self, snapshot: &Snapshot) -> Vec<FlatMetric<'_>> {
+        let mut ids: Vec<(u32, u64)> = Vec::with_capacity(snapshot.series.len() * 4 + 4);
+        let mut current: Option<(Group<'_>, usize)> = None;
+        snapshot.visit_metrics(|group, name, value, kind| {
+            // Position of this metric within its group, to find its cached id.
+            let pos = match current {
+                Some((g, p)) if g == group => p + 1,
+                _ => 0,
+            };
+            current = Some((group, pos));
+            let slots = match group {
+                Group::Series(k, n) => {
+                    let by_name = self.groups.entry(k).or_default();
+                    if !by_name.contains_key(n) {
+                        by_name.insert(n.to_owned(), Vec::new());
+                    }
+                    by_name.get_mut(n).expect("just inserted")
+                }
+                Group::Memory => &mut self.memory,
+            };
+            let id = match slots.get(pos) {
+                Some(&id) if name.matches(&self.names[id as usize].0) => id,
+                _ => {
+                    let id = self.names.len() as u32;
+                    self.names.push((name.to_string(), kind));
+                    slots.truncate(pos);
+                    slots.push(id);
+                    id
+                }
+            };
+            ids.push((id, value));
+        });
+        ids.into_iter()
+            .map(|(id, value)| {
+                let (name, kind) = &self.names[id as usize];
+                FlatMetric {
+                    id,
+                    name,
+                    value: value as f64,
+                    kind: *kind,
+                }
+            })
+            .collect()
+    }
+}
+
 /// One flattened numeric metric of a snapshot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Metric {
@@ -213,7 +342,9 @@ impl Snapshot {
 
     /// The series called `name` of `kind`.
     pub fn get_kind(&self, name: &str, kind: SeriesKind) -> Option<&SeriesSnapshot> {
-        self.series.iter().find(|s| s.name == name && s.kind == kind)
+        self.series
+            .iter()
+            .find(|s| s.name == name && s.kind == kind)
     }
 
     /// Live count of `name`, 0 if unknown.
@@ -242,43 +373,68 @@ impl Snapshot {
     /// | `memory.allocations`, `memory.deallocations` | counter | process (counting allocator) |
     pub fn metrics(&self) -> Vec<Metric> {
         let mut out = Vec::with_capacity(self.series.len() * 4 + 4);
-        let mut push = |name: String, value: u64, kind: MetricKind| {
+        self.visit_metrics(|_, name, value, kind| {
             out.push(Metric {
-                name,
+                name: name.to_string(),
                 value: value as f64,
                 kind,
             })
-        };
+        });
+        out
+    }
+
+    /// Calls `f(group, name, value, kind)` for every flattened metric, in a fixed order per
+    /// group (a series, or process memory). The one place metric names are decided.
+    fn visit_metrics<'a>(&'a self, mut f: impl FnMut(Group<'a>, MetricName<'a>, u64, MetricKind)) {
         for s in &self.series {
+            let g = Group::Series(s.kind, &s.name);
+            let name = |metric| MetricName {
+                metric,
+                series: &s.name,
+            };
             if s.kind == SeriesKind::Counter {
-                push(format!("count.{}", s.name), s.created, MetricKind::Counter);
+                f(g, name("count"), s.created, MetricKind::Counter);
                 continue;
             }
-            push(format!("live.{}", s.name), s.live, MetricKind::Gauge);
-            push(format!("peak.{}", s.name), s.peak, MetricKind::Gauge);
-            push(format!("created.{}", s.name), s.created, MetricKind::Counter);
-            push(format!("dropped.{}", s.name), s.dropped, MetricKind::Counter);
+            f(g, name("live"), s.live, MetricKind::Gauge);
+            f(g, name("peak"), s.peak, MetricKind::Gauge);
+            f(g, name("created"), s.created, MetricKind::Counter);
+            f(g, name("dropped"), s.dropped, MetricKind::Counter);
             if let Some(b) = s.live_bytes {
-                push(format!("bytes.{}", s.name), b, MetricKind::Gauge);
+                f(g, name("bytes"), b, MetricKind::Gauge);
             }
             for (k, v) in &s.extra {
-                push(format!("{k}.{}", s.name), *v, MetricKind::Counter);
+                f(g, name(k), *v, MetricKind::Counter);
             }
         }
         let m = &self.memory;
+        let mem = |series| MetricName {
+            metric: "memory",
+            series,
+        };
         if let Some(v) = m.resident_bytes {
-            push("memory.resident_bytes".into(), v, MetricKind::Gauge);
+            f(Group::Memory, mem("resident_bytes"), v, MetricKind::Gauge);
         }
         if let Some(h) = &m.heap {
-            push("memory.heap_bytes".into(), h.live_bytes, MetricKind::Gauge);
-            push("memory.allocations".into(), h.allocations, MetricKind::Counter);
-            push(
-                "memory.deallocations".into(),
+            f(
+                Group::Memory,
+                mem("heap_bytes"),
+                h.live_bytes,
+                MetricKind::Gauge,
+            );
+            f(
+                Group::Memory,
+                mem("allocations"),
+                h.allocations,
+                MetricKind::Counter,
+            );
+            f(
+                Group::Memory,
+                mem("deallocations"),
                 h.deallocations,
                 MetricKind::Counter,
             );
         }
-        out
     }
 
     /// What changed since `earlier`: per series, the change of live, created and dropped.
@@ -408,7 +564,11 @@ impl fmt::Display for Snapshot {
             )?;
         }
         if let Some(r) = self.memory.resident_bytes {
-            writeln!(f, "{:<40} {:<12} {:>10}", "memory.resident_bytes", "memory", r)?;
+            writeln!(
+                f,
+                "{:<40} {:<12} {:>10}",
+                "memory.resident_bytes", "memory", r
+            )?;
         }
         if let Some(h) = &self.memory.heap {
             writeln!(

@@ -99,6 +99,23 @@ impl RuleSet {
         }
     }
 
+    /// Whether any rule needs samples of `name` (as a watched series, a load, a divergence
+    /// partner or a per-unit base). A driver with many series can feed the engine only these:
+    /// the engine ignores the rest anyway, and skipping them saves the lookups.
+    pub fn needs(&self, name: &str) -> bool {
+        self.growth
+            .iter()
+            .any(|r| r.series.matches(name) || r.relative_to.as_deref() == Some(name))
+            || self
+                .divergence
+                .iter()
+                .any(|r| r.series == name || r.other == name)
+            || self.ceiling.iter().any(|r| {
+                r.series.matches(name)
+                    || matches!(&r.limit, Limit::PerUnit { per, .. } if per == name)
+            })
+    }
+
     /// Number of rules.
     pub fn len(&self) -> usize {
         self.growth.len() + self.divergence.len() + self.ceiling.len()

@@ -270,7 +270,8 @@ impl Deduper {
                 if alert.at - at < self.cooldown =>
             {
                 let resolved_at = *at;
-                self.states.insert(key, KeyState::Suppressed { resolved_at });
+                self.states
+                    .insert(key, KeyState::Suppressed { resolved_at });
                 false
             }
             (AlertState::Firing, Some(KeyState::Suppressed { .. } | KeyState::Firing)) => false,

@@ -33,6 +33,7 @@
 //! heap memory.
 
 mod alert;
+mod cpu;
 mod history;
 mod hooks;
 mod webhook;
@@ -57,7 +58,7 @@ pub use webhook::WebhookHook;
 
 use crate::recording::{Header, RecordingWriter, Rotation};
 use crate::registry::Registry;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{MetricNames, Snapshot};
 use alert::Deduper;
 use history::History;
 use hooks::{Dispatcher, HookCounters};
@@ -327,6 +328,9 @@ impl WatchdogBuilder {
             scope_rx,
             tick_seconds,
             consumer_panics,
+            names: MetricNames::new(),
+            needed: Vec::new(),
+            findings: Vec::new(),
         };
         let interval = self.interval;
         let stop2 = stop.clone();
@@ -389,6 +393,10 @@ struct Sampler {
     scope_rx: Receiver<Alert>,
     tick_seconds: f64,
     consumer_panics: crate::event::EventCounter,
+    names: MetricNames,
+    /// Per metric id: whether any rule needs it (decided once per name).
+    needed: Vec<Option<bool>>,
+    findings: Vec<leakwatch_detect::Finding>,
 }
 
 impl Sampler {
@@ -407,7 +415,7 @@ impl Sampler {
                     break;
                 }
             }
-            let began = Instant::now();
+            let began = cpu::CpuStart::now();
             self.tick(tick as f64 * self.tick_seconds);
             self.shared
                 .busy_nanos
@@ -427,17 +435,16 @@ impl Sampler {
 
     fn tick(&mut self, t: f64) {
         self.shared.now.store(t.to_bits(), Ordering::Relaxed);
-        let snapshot = self.registry.snapshot();
+        let snapshot = self.registry.snapshot_counts();
         for c in &mut self.consumers {
             if std::panic::catch_unwind(AssertUnwindSafe(|| c(&snapshot))).is_err() {
                 self.consumer_panics.incr();
             }
         }
-        let metrics = snapshot.metrics();
-        let values = || metrics.iter().map(|m| (m.name.as_str(), m.value));
-        self.shared.history.lock().push(t, values());
+        let metrics = self.names.flatten(&snapshot);
+        self.shared.history.lock().push(t, &metrics);
         if let Some(r) = &mut self.recording {
-            let map: BTreeMap<&str, f64> = values().collect();
+            let map: BTreeMap<&str, f64> = metrics.iter().map(|m| (m.name, m.value)).collect();
             // A full disk must not stop the watchdog; the recording just has a gap.
             let _ = r.tick(t, &map);
         }
@@ -446,8 +453,21 @@ impl Sampler {
                 let _ = r.alert(alert.at, &alert);
             }
         }
-        for finding in self.engine.observe(t, values()) {
-            let alert = Alert::from_finding(&finding, &snapshot);
+        self.findings.clear();
+        let (engine, needed) = (&mut self.engine, &mut self.needed);
+        let fed = metrics.iter().filter(|m| {
+            let i = m.id as usize;
+            if i >= needed.len() {
+                needed.resize(i + 1, None);
+            }
+            *needed[i].get_or_insert_with(|| engine.rules().needs(m.name))
+        });
+        let fed: Vec<(&str, f64)> = fed.map(|m| (m.name, m.value)).collect();
+        engine.observe_into(t, fed, &mut self.findings);
+        // Creation sites are only read when there is an alert to explain.
+        let detailed = (!self.findings.is_empty()).then(|| self.registry.snapshot());
+        for finding in &self.findings {
+            let alert = Alert::from_finding(finding, detailed.as_ref().unwrap_or(&snapshot));
             if self.shared.admit_and_send(alert.clone())
                 && let Some(r) = &mut self.recording
             {
@@ -500,7 +520,8 @@ impl Watchdog {
         self.shared.ticks.load(Ordering::Relaxed)
     }
 
-    /// CPU-bound time spent sampling and evaluating, in total.
+    /// CPU time the watchdog thread spent sampling, evaluating and recording, in total
+    /// (wall time on platforms without a thread CPU clock).
     pub fn busy_time(&self) -> Duration {
         Duration::from_nanos(self.shared.busy_nanos.load(Ordering::Relaxed))
     }
