@@ -199,14 +199,14 @@ impl History {
                     closed.fine = true;
                 }
                 let (c_old, c_new) = (cur.div_euclid(factor), idx.div_euclid(factor));
-                if c_new > c_old {
-                    if let Some(m) = self.coarse_buf.take_median() {
-                        self.coarse.push(Point {
-                            off: (c_old * factor - self.origin) as u32,
-                            v: m,
-                        });
-                        closed.coarse = true;
-                    }
+                if c_new > c_old
+                    && let Some(m) = self.coarse_buf.take_median()
+                {
+                    self.coarse.push(Point {
+                        off: (c_old * factor - self.origin) as u32,
+                        v: m,
+                    });
+                    closed.coarse = true;
                 }
                 self.cur_fine = Some(idx);
             }

@@ -63,7 +63,7 @@ impl History {
             ring.last_tick = self.tick;
         }
         // Sweeping once per ring length is enough to bound memory.
-        if self.tick % self.capacity as u64 == 0 {
+        if self.tick.is_multiple_of(self.capacity as u64) {
             self.forget_absent();
         }
     }

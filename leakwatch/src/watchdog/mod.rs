@@ -263,9 +263,7 @@ impl WatchdogBuilder {
         }
         let rules = self.rules();
         let engine = Engine::new(rules)?;
-        let tick_seconds = self
-            .tick_seconds
-            .unwrap_or_else(|| self.interval.as_secs_f64());
+        let tick_seconds = self.tick_seconds.unwrap_or(self.interval.as_secs_f64());
         let started_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
