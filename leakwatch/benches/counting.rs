@@ -11,10 +11,11 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Create+drop iterations per thread per round.
-const ITERS: u64 = 2_000_000;
+/// Create+drop iterations per thread per round: short rounds (a few ms), so that on a shared,
+/// busy machine some rounds of every variant still run undisturbed.
+const ITERS: u64 = 250_000;
 /// Interleaved rounds; the minimum of each variant is reported.
-const ROUNDS: usize = 15;
+const ROUNDS: usize = 81;
 
 // `data` is only there to make the value 64 bytes.
 #[allow(dead_code)]
@@ -121,23 +122,27 @@ fn run(v: Variant, threads: usize) -> f64 {
         hammer(v, ITERS);
         return t.elapsed().as_nanos() as f64 / ITERS as f64;
     }
-    let barrier = Barrier::new(threads + 1);
-    let elapsed = std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                // Touch the counters once before timing, so one-time set-up is not measured.
-                hammer(v, 1);
-                barrier.wait();
-                hammer(v, ITERS);
-                barrier.wait();
-            });
-        }
-        barrier.wait();
-        let t = Instant::now();
-        barrier.wait();
-        t.elapsed()
+    // Each thread times its own loop; the round spans from the first start to the last end,
+    // so a thread that is descheduled never makes the figure look faster than it was.
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    // Touch the counters once before timing, so one-time set-up is not measured.
+                    hammer(v, 1);
+                    barrier.wait();
+                    let start = Instant::now();
+                    hammer(v, ITERS);
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    elapsed.as_nanos() as f64 / ITERS as f64
+    let start = spans.iter().map(|s| s.0).min().unwrap();
+    let end = spans.iter().map(|s| s.1).max().unwrap();
+    (end - start).as_nanos() as f64 / ITERS as f64
 }
 
 fn verdict(ok: bool) -> &'static str {

@@ -7,6 +7,11 @@
 //! sum all shards. An object created on one thread and dropped on another is counted correctly:
 //! each thread only counts what it did, and `live = Σup − Σdown`.
 //!
+//! Counters on the hottest path (`#[tracked]` types, created and dropped as often as the
+//! program allocates) can take a *hot* id: their slots sit inline at the start of every shard, so
+//! an increment is one thread-local load, one relaxed load and one store, with no chunk pointer
+//! to chase. Everything else uses lazily allocated chunks.
+//!
 //! Shards are never freed: when a thread exits its shard goes back to a pool and the next new
 //! thread continues from its totals, so no count is ever lost and memory is bounded by the
 //! largest number of threads alive at once. Counting that happens while a thread is being torn
@@ -23,6 +28,9 @@ const CHUNK_SLOTS: usize = 256;
 /// Chunks per shard: `CHUNK_SLOTS * MAX_CHUNKS` slot ids can live in shards. Ids beyond that
 /// (a process with over a million series) still count, through the shared fallback.
 const MAX_CHUNKS: usize = 4096;
+/// Inline slots per shard for hot counters (ids `1..HOT_SLOTS`; 16 KiB per thread). Hot counters
+/// created after these run out get ordinary ids and still count, one load slower.
+const HOT_SLOTS: usize = 1024;
 
 #[derive(Default)]
 struct Slot {
@@ -44,20 +52,22 @@ impl Chunk {
 
 /// One thread's slots. Leaked on purpose: shards outlive the threads that used them.
 struct Shard {
+    /// Slots of hot ids, always present (zero until used).
+    hot: [Slot; HOT_SLOTS],
     chunks: Box<[AtomicPtr<Chunk>]>,
 }
 
 impl Shard {
-    fn new() -> Shard {
-        Shard {
+    fn new() -> Box<Shard> {
+        Box::new(Shard {
+            hot: std::array::from_fn(|_| Slot::default()),
             chunks: (0..MAX_CHUNKS)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
-        }
+        })
     }
 
-    /// The slot for `id`, allocating its chunk. Only the owning thread calls this.
-    #[inline]
+    /// The slot for a non-hot `id`, allocating its chunk. Only the owning thread calls this.
     fn slot(&self, id: u32) -> Option<&Slot> {
         let id = id as usize;
         let chunk = self.chunks.get(id / CHUNK_SLOTS)?;
@@ -76,6 +86,9 @@ impl Shard {
     /// Reader side: the slot for `id` if this shard ever touched it.
     fn peek(&self, id: u32) -> Option<&Slot> {
         let id = id as usize;
+        if id < HOT_SLOTS {
+            return Some(&self.hot[id]);
+        }
         let p = self.chunks.get(id / CHUNK_SLOTS)?.load(Ordering::Acquire);
         if p.is_null() {
             None
@@ -90,11 +103,14 @@ impl Shard {
 static ALL_SHARDS: Mutex<Vec<&'static Shard>> = Mutex::new(Vec::new());
 /// Shards whose threads have exited, ready for reuse.
 static FREE_SHARDS: Mutex<Vec<&'static Shard>> = Mutex::new(Vec::new());
-/// Next slot id to hand out; 0 means "not assigned yet".
-static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+/// Next ordinary slot id to hand out (ids below `HOT_SLOTS` are hot); 0 means "not assigned".
+static NEXT_ID: AtomicU32 = AtomicU32::new(HOT_SLOTS as u32);
+/// Next hot slot id to hand out.
+static NEXT_HOT_ID: AtomicU32 = AtomicU32::new(1);
 
-/// Marker stored in `LOCAL` once the thread's shard was handed back during thread exit.
-const RETIRED: *const Shard = 1 as *const Shard;
+/// Marker stored in `LOCAL` once the thread's shard was handed back during thread exit (never
+/// dereferenced).
+const RETIRED: *const Shard = ptr::dangling();
 
 thread_local! {
     // Const-initialised and without a destructor: the fastest kind of thread-local access.
@@ -115,6 +131,18 @@ impl Drop for ShardReturner {
     }
 }
 
+/// Adds `n` to one half of a slot this thread owns.
+#[inline(always)]
+fn bump(slot: &Slot, half: Half, n: u64) {
+    let cell = match half {
+        Half::Up => &slot.up,
+        Half::Down => &slot.down,
+    };
+    // Single writer: no read-modify-write needed. Release pairs with the reader's acquire so a
+    // reader that sees a drop also sees the creation it depends on.
+    cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Release);
+}
+
 #[cold]
 fn claim_shard() -> Option<&'static Shard> {
     // Registering the returner first means that if the thread is already tearing down its
@@ -125,7 +153,7 @@ fn claim_shard() -> Option<&'static Shard> {
     let shard = match FREE_SHARDS.lock().pop() {
         Some(s) => s,
         None => {
-            let s: &'static Shard = Box::leak(Box::new(Shard::new()));
+            let s: &'static Shard = Box::leak(Shard::new());
             ALL_SHARDS.lock().push(s);
             s
         }
@@ -160,6 +188,8 @@ pub(crate) enum Half {
 /// `static` (one per `#[tracked]` type); its slot id is assigned on first use.
 pub struct PairCounter {
     id: AtomicU32,
+    /// Whether to take a hot id (inline slot) when one is left.
+    hot: bool,
     /// Used only when the calling thread has no shard (thread teardown) or ids ran out.
     shared_up: AtomicU64,
     shared_down: AtomicU64,
@@ -198,17 +228,22 @@ impl std::fmt::Debug for PairCounter {
 impl PairCounter {
     /// A counter at zero.
     pub const fn new() -> Self {
+        PairCounter::with_hot(false)
+    }
+
+    /// A counter at zero whose slot is inline in every shard (while hot ids last): for counters
+    /// bumped on every allocation-sized event, such as `#[tracked]` types.
+    pub const fn new_hot() -> Self {
+        PairCounter::with_hot(true)
+    }
+
+    const fn with_hot(hot: bool) -> Self {
         PairCounter {
             id: AtomicU32::new(0),
+            hot,
             shared_up: AtomicU64::new(0),
             shared_down: AtomicU64::new(0),
         }
-    }
-
-    #[inline]
-    fn id(&self) -> u32 {
-        let id = self.id.load(Ordering::Relaxed);
-        if id != 0 { id } else { self.assign_id() }
     }
 
     /// Whether this counter has its slot id yet (it gets one on first use).
@@ -224,15 +259,25 @@ impl PairCounter {
         if self.has_id() {
             return false;
         }
-        let fresh = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         self.id
-            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(0, self.fresh_id(), Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// A never-used id: hot if asked for and any are left.
+    fn fresh_id(&self) -> u32 {
+        if self.hot {
+            let hot = NEXT_HOT_ID.fetch_add(1, Ordering::Relaxed);
+            if (hot as usize) < HOT_SLOTS {
+                return hot;
+            }
+        }
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
     }
 
     #[cold]
     fn assign_id(&self) -> u32 {
-        let fresh = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let fresh = self.fresh_id();
         match self
             .id
             .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
@@ -252,17 +297,43 @@ impl PairCounter {
     /// Adds `n` to `half`.
     #[inline]
     pub(crate) fn add(&self, half: Half, n: u64) {
-        let id = self.id();
-        match local_shard().and_then(|s| s.slot(id)) {
-            Some(slot) => {
-                let cell = match half {
-                    Half::Up => &slot.up,
-                    Half::Down => &slot.down,
-                };
-                // Single writer: no read-modify-write needed. Release pairs with the reader's
-                // acquire so a reader that sees a drop also sees the creation it depends on.
-                cell.store(cell.load(Ordering::Relaxed) + n, Ordering::Release);
+        if !self.try_add_fast(half, n) {
+            self.add_slow(half, n);
+        }
+    }
+
+    /// The fast path, small enough to inline everywhere: adds `n` if this counter has a hot id
+    /// and the thread has a live shard; false (nothing counted) otherwise.
+    #[inline(always)]
+    pub(crate) fn try_add_fast(&self, half: Half, n: u64) -> bool {
+        let id = self.id.load(Ordering::Relaxed) as usize;
+        let p = LOCAL.try_with(|l| l.get()).unwrap_or(RETIRED);
+        if id != 0 && id < HOT_SLOTS && !p.is_null() && p != RETIRED {
+            // SAFETY: LOCAL holds null, RETIRED, or a leaked `&'static Shard` of this thread.
+            bump(unsafe { &(*p).hot[id] }, half, n);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Everything but the hot fast path: id assignment, chunked slots, claiming a shard, and
+    /// the shared fallback during thread teardown.
+    #[inline(never)]
+    pub(crate) fn add_slow(&self, half: Half, n: u64) {
+        let id = match self.id.load(Ordering::Relaxed) {
+            0 => self.assign_id(),
+            id => id,
+        };
+        let slot = local_shard().and_then(|s| {
+            if (id as usize) < HOT_SLOTS {
+                Some(&s.hot[id as usize])
+            } else {
+                s.slot(id)
             }
+        });
+        match slot {
+            Some(slot) => bump(slot, half, n),
             None => self.add_shared(half, n),
         }
     }
@@ -386,6 +457,32 @@ mod tests {
             }
             assert_eq!(C.read().up, round * 4000);
         }
+    }
+
+    #[test]
+    fn hot_counters_count_across_threads() {
+        static C: PairCounter = PairCounter::new_hot();
+        for _ in 0..3 {
+            C.incr(Half::Up);
+        }
+        assert!((C.id.load(Ordering::Relaxed) as usize) < HOT_SLOTS);
+        std::thread::spawn(|| C.add(Half::Down, 3)).join().unwrap();
+        assert_eq!(C.read(), Pair { up: 3, down: 3 });
+        assert_eq!(BatchReader::new().read(&C), Pair { up: 3, down: 3 });
+    }
+
+    #[test]
+    fn hot_ids_run_out_into_ordinary_ids() {
+        let many: Vec<PairCounter> = (0..HOT_SLOTS + 8).map(|_| PairCounter::new_hot()).collect();
+        for c in &many {
+            c.add(Half::Up, 2);
+            c.incr(Half::Down);
+        }
+        assert!(many.iter().all(|c| c.read() == Pair { up: 2, down: 1 }));
+        assert!(
+            many.iter()
+                .any(|c| c.id.load(Ordering::Relaxed) as usize >= HOT_SLOTS)
+        );
     }
 
     #[test]

@@ -51,8 +51,9 @@ impl TypeStats {
         TypeStats {
             name,
             size,
-            counter: PairCounter::new(),
-            bytes: PairCounter::new(),
+            // Hot: a slot inline in every thread's shard, the cheapest counter there is.
+            counter: PairCounter::new_hot(),
+            bytes: PairCounter::new_hot(),
             peak: AtomicU64::new(0),
         }
     }
@@ -65,16 +66,26 @@ impl TypeStats {
     /// Counts one new instance.
     #[inline]
     pub fn on_create(&'static self) {
-        if !self.counter.has_id() {
-            self.first_use();
+        // After the first instance the counter has its (hot) id, so this is the whole cost.
+        if !self.counter.try_add_fast(Half::Up, 1) {
+            self.create_slow();
         }
-        self.counter.incr(Half::Up);
     }
 
     /// Counts one dropped instance.
     #[inline]
     pub fn on_drop(&'static self) {
         self.counter.incr(Half::Down);
+    }
+
+    /// First instance (registers the type), or a thread without a shard yet.
+    #[cold]
+    #[inline(never)]
+    fn create_slow(&'static self) {
+        if !self.counter.has_id() {
+            self.first_use();
+        }
+        self.counter.add_slow(Half::Up, 1);
     }
 
     /// Adds `n` bytes created (`Half::Up`) or dropped, for generic types.
