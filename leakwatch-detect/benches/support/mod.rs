@@ -455,6 +455,41 @@ pub fn scenarios() -> Vec<Scenario> {
             },
         },
         Scenario {
+            name: "load_falls_flat",
+            about: "healthy: series flat (half: independent of load; half: c + a·load, c ≥ 60%) while load falls 30% over the hour or swings ±30% diurnally; relative_to(load)",
+            secs: 3600,
+            relative: true,
+            make: |rng, n| {
+                // The CLI's case: `--load live.http.streams` on series that do not follow
+                // the load (presence watches, resident memory) or only partly (a fixed pool
+                // plus a per-stream part). Their ratio to a falling load rises; no leak.
+                let phase = rng.range(0.0, 2.0 * std::f64::consts::PI);
+                let mut load = diurnal(rng, n, phase);
+                if rng.uniform() < 0.5 {
+                    for (s, x) in load.iter_mut().enumerate() {
+                        *x = count(*x * (1.0 - 0.3 * s as f64 / n as f64));
+                    }
+                }
+                let l = level(rng);
+                // Share of the level that does not follow load: 1 (flat) or 0.6-0.9.
+                let fixed = if rng.uniform() < 0.5 {
+                    1.0
+                } else {
+                    rng.range(0.6, 0.9)
+                };
+                let per = (1.0 - fixed) * l / load[0];
+                let mut b = Base::new(rng, l);
+                let values = (0..n)
+                    .map(|s| count(fixed * l + per * load[s] + b.noise(rng)))
+                    .collect();
+                Generated {
+                    values,
+                    load: Some(load),
+                    truth: Truth::Healthy,
+                }
+            },
+        },
+        Scenario {
             name: "level_shift",
             about: "healthy: flat, then at 15-45 min a one-off rise of 5-20% of L over 10-60 s (deploy, pool resize), flat after",
             secs: 3600,
