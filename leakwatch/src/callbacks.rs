@@ -96,7 +96,10 @@ impl<E: 'static> Callbacks<E> {
     /// subscription is dropped.
     #[track_caller]
     pub fn register(&self, f: impl Fn(&E) + Send + Sync + 'static) -> Subscription {
-        self.insert(Arc::new(f), Token::for_series(self.shared.series.clone(), Location::caller()))
+        self.insert(
+            Arc::new(f),
+            Token::for_series(self.shared.series.clone(), Location::caller()),
+        )
     }
 
     /// Registers `f` bound to `scope`: refused with [`ScopeClosed`] (and counted as a late
@@ -130,7 +133,8 @@ impl<E: 'static> Callbacks<E> {
     ///
     /// Callbacks run outside the registry's lock, so they may register or drop subscriptions.
     pub fn emit(&self, event: &E) -> usize {
-        let callbacks: Vec<Callback<E>> = self.shared.subscribers.read().values().cloned().collect();
+        let callbacks: Vec<Callback<E>> =
+            self.shared.subscribers.read().values().cloned().collect();
         for cb in &callbacks {
             cb(event);
         }

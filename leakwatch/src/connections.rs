@@ -214,9 +214,7 @@ fn reap(shared: &Shared) -> usize {
     // Liveness checks run outside the lock: they are user code.
     let candidates: Vec<(u64, Arc<ConnState>)> = {
         let open = shared.open.lock();
-        open.iter()
-            .map(|(id, o)| (*id, o.state.clone()))
-            .collect()
+        open.iter().map(|(id, o)| (*id, o.state.clone())).collect()
     };
     let mut reaped = 0;
     for (id, state) in candidates {
@@ -372,7 +370,10 @@ mod tests {
         assert_eq!(s.extra("closed_error"), 1);
         assert_eq!(s.extra("closed_normal"), 1);
         drop(a);
-        assert_eq!(reg.snapshot().get("conns").unwrap().extra("closed_normal"), 1);
+        assert_eq!(
+            reg.snapshot().get("conns").unwrap().extra("closed_normal"),
+            1
+        );
     }
 
     #[test]
@@ -392,7 +393,10 @@ mod tests {
         reaper.stop();
         let s = reg.snapshot();
         let s = s.get("streams").unwrap();
-        assert_eq!((s.extra("reaped"), s.extra("closed_dead"), s.live), (1, 1, 1));
+        assert_eq!(
+            (s.extra("reaped"), s.extra("closed_dead"), s.live),
+            (1, 1, 1)
+        );
     }
 
     #[test]

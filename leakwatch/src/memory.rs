@@ -70,6 +70,9 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn reads_own_resident_memory() {
         let r = resident_bytes().expect("VmRSS on Linux");
-        assert!(r > 100 * 1024, "a running test binary uses more than 100 KiB: {r}");
+        assert!(
+            r > 100 * 1024,
+            "a running test binary uses more than 100 KiB: {r}"
+        );
     }
 }

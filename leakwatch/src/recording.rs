@@ -91,15 +91,19 @@ pub enum RecordingError {
         source: io::Error,
     },
     /// The file is empty.
-    #[error("{path} is empty: a recording starts with a header line \
-             {{\"leakwatch\":\"recording\",\"version\":1,...}}")]
+    #[error(
+        "{path} is empty: a recording starts with a header line \
+             {{\"leakwatch\":\"recording\",\"version\":1,...}}"
+    )]
     Empty {
         /// The file.
         path: PathBuf,
     },
     /// The first line is not a recording header.
-    #[error("{path}:1: not a leakwatch recording header ({reason}); expected \
-             {{\"leakwatch\":\"recording\",\"version\":1,\"interval_ms\":N}}")]
+    #[error(
+        "{path}:1: not a leakwatch recording header ({reason}); expected \
+             {{\"leakwatch\":\"recording\",\"version\":1,\"interval_ms\":N}}"
+    )]
     BadHeader {
         /// The file.
         path: PathBuf,
@@ -107,7 +111,9 @@ pub enum RecordingError {
         reason: String,
     },
     /// The recording was written by a newer, incompatible version.
-    #[error("{path}:1: recording version {found} is not supported (this leakwatch reads version {VERSION})")]
+    #[error(
+        "{path}:1: recording version {found} is not supported (this leakwatch reads version {VERSION})"
+    )]
     Version {
         /// The file.
         path: PathBuf,
@@ -259,9 +265,9 @@ impl<R: BufRead> RecordingReader<R> {
                 // Absent samples may be written as null; they are simply not values.
                 Value::Null => {}
                 other => {
-                    return Err(self.bad(format!(
-                        "value of \"{k}\" must be a number, found {other}"
-                    )));
+                    return Err(
+                        self.bad(format!("value of \"{k}\" must be a number, found {other}"))
+                    );
                 }
             }
         }
@@ -413,19 +419,24 @@ mod tests {
     #[test]
     fn round_trip() {
         let p = tmp("rt");
-        let mut w = RecordingWriter::create(&p, Header::new(1000, Some(5)), Rotation::default())
-            .unwrap();
+        let mut w =
+            RecordingWriter::create(&p, Header::new(1000, Some(5)), Rotation::default()).unwrap();
         let mut v = BTreeMap::new();
         v.insert("live.a", 1.0);
         w.tick(1.0, &v).unwrap();
-        w.alert(1.0, &serde_json::json!({"rule":"growth","series":"live.a","state":"firing"}))
-            .unwrap();
+        w.alert(
+            1.0,
+            &serde_json::json!({"rule":"growth","series":"live.a","state":"firing"}),
+        )
+        .unwrap();
         w.flush().unwrap();
         let r = RecordingReader::open(&p).unwrap();
         assert_eq!(r.header().interval_ms, 1000);
         let recs: Vec<Record> = r.map(Result::unwrap).collect();
         assert_eq!(recs.len(), 2);
-        assert!(matches!(&recs[0], Record::Tick { t, values } if *t == 1.0 && values["live.a"] == 1.0));
+        assert!(
+            matches!(&recs[0], Record::Tick { t, values } if *t == 1.0 && values["live.a"] == 1.0)
+        );
         assert!(matches!(&recs[1], Record::Alert { alert, .. } if alert["state"] == "firing"));
     }
 
@@ -449,7 +460,10 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("y:1"), "{e}");
-        let e = RecordingReader::new("y", &b""[..]).err().unwrap().to_string();
+        let e = RecordingReader::new("y", &b""[..])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("empty"), "{e}");
         let e = RecordingReader::new(
             "y",

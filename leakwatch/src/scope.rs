@@ -574,7 +574,11 @@ mod tests {
         let snap = reg.snapshot();
         assert_eq!(snap.get("conn").unwrap().extra("late"), 1);
         assert_eq!(snap.findings.len(), 1);
-        assert_eq!(snap.live("relay"), 0, "refused registration creates nothing");
+        assert_eq!(
+            snap.live("relay"),
+            0,
+            "refused registration creates nothing"
+        );
     }
 
     #[test]
@@ -596,7 +600,10 @@ mod tests {
             .expect("outlived finding");
         assert_eq!(f.kind(), "outlived");
         assert_eq!(f.item(), "relay");
-        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "reported once");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "reported once"
+        );
         s.check_now();
         assert!(rx.try_recv().is_err(), "still only once");
         assert_eq!(reg.snapshot().get("conn").unwrap().extra("outlived"), 1);

@@ -34,7 +34,12 @@ impl Token {
     /// A token counted under `name` in the global registry.
     #[track_caller]
     pub fn new(name: &str) -> Token {
-        Token::create(Registry::global(), SeriesKind::Token, name, Location::caller())
+        Token::create(
+            Registry::global(),
+            SeriesKind::Token,
+            name,
+            Location::caller(),
+        )
     }
 
     /// A token counted under `name` in `registry`.
@@ -207,8 +212,17 @@ mod tests {
         let snap = reg.snapshot();
         let s = snap.get("t").unwrap();
         assert_eq!((s.created, s.live), (2, 2));
-        assert_eq!(s.sites.len(), 2, "two distinct creation sites: {:?}", s.sites);
-        assert!(s.sites.iter().all(|site| site.location.contains("token.rs")));
+        assert_eq!(
+            s.sites.len(),
+            2,
+            "two distinct creation sites: {:?}",
+            s.sites
+        );
+        assert!(
+            s.sites
+                .iter()
+                .all(|site| site.location.contains("token.rs"))
+        );
         drop((a, b));
         let s2 = reg.snapshot();
         assert_eq!(s2.get("t").unwrap().live, 0);
