@@ -9,7 +9,8 @@
 //! diverging from the open streams and growing), or `cargo run --example caught_live -- --fixed`
 //! (the callback is registered through the stream's `Scope`, so the late registration is
 //! refused and reported the moment it happens). Simulated time runs 100× faster than real time:
-//! each 10 ms tick counts as one second.
+//! each 10 ms tick counts as one second. `-- --record demo.jsonl` also writes the recording, for
+//! `leakwatch analyze demo.jsonl` and `leakwatch plot demo.jsonl -o demo.svg`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -39,7 +40,12 @@ struct PendingLookup {
 }
 
 fn main() {
-    let fixed = std::env::args().any(|a| a == "--fixed");
+    let args: Vec<String> = std::env::args().collect();
+    let fixed = args.iter().any(|a| a == "--fixed");
+    let record = args
+        .iter()
+        .position(|a| a == "--record")
+        .and_then(|i| args.get(i + 1).cloned());
     println!(
         "leakwatch demo: presence server with a slow 1-to-1 lookup ({} code)\n",
         if fixed { "fixed" } else { "buggy" }
@@ -48,7 +54,11 @@ fn main() {
     let streams = Connections::new("http.streams");
     let presence = Callbacks::<Presence>::new("presence.callbacks");
     let started = Instant::now();
-    let watchdog = Watchdog::builder()
+    let mut builder = Watchdog::builder();
+    if let Some(path) = &record {
+        builder = builder.record(path);
+    }
+    let watchdog = builder
         .interval(Duration::from_millis(10))
         .tick_seconds(1.0)
         .divergence(
