@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let conn = conns.open(|| true);
         let sub = presence.register_in(&scope, |_| {})?;
         metrics::counter!("http.responses", "status" => "200").increment(1);
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             // The seed's bug: a 409 closes the connection, but the callback stays.
             conflicts.incr();
             metrics::counter!("http.responses", "status" => "409").increment(1);

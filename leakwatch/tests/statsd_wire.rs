@@ -269,6 +269,7 @@ fn a_daemon_that_is_down_costs_nothing_and_drops_are_counted() {
         .instance("x")
         .registry(&reg)
         .queue_capacity(16)
+        .datagram_size(64) // ~2 lines per queue entry
         .max_lines_per_second(1000) // a slow sender, so the small queue fills
         .build()
         .unwrap();

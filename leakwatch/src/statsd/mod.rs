@@ -40,14 +40,16 @@
 //! * **Gauges are set, never incremented** (`name:3|g`, the only form every StatsD backend
 //!   keeps), and re-sent only when they change plus every `gauge_refresh_ticks` exports.
 //!   Counters are sent as the change of their total since the last export (`|c`).
-//! * **It never hurts the host.** Callers only format a line and `try_send` it into a bounded
-//!   queue ([`cadence::QueuingMetricSink`]); a thread drains it into a buffered UDP sink
-//!   ([`cadence::BufferedUdpMetricSink`], datagrams of up to 1432 bytes), paced to
-//!   100 000 lines/s so the daemon's receive buffer does not overflow. A full queue refuses
-//!   lines at once; refusals and failed sends are counted in the [`EventCounter`](crate::EventCounter)
-//!   `statsd.dropped` (so they are exported too) and [`StatsdExporter::dropped`]. Refused
-//!   counter deltas are retried with the next export, so totals survive a full queue. When the
-//!   daemon is down, UDP datagrams are simply lost: nothing blocks, panics or logs.
+//! * **It never hurts the host.** Callers only format lines, join them into datagram-sized
+//!   chunks and `try_send` each chunk into a bounded queue ([`cadence::QueuingMetricSink`],
+//!   [`DEFAULT_QUEUE_CAPACITY`] chunks); a thread drains it into a buffered UDP sink
+//!   ([`cadence::BufferedUdpMetricSink`], datagrams of up to 1432 bytes, 8192 on loopback),
+//!   paced to 100 000 lines/s so the daemon's receive buffer does not overflow. A full queue
+//!   refuses a chunk at once; refused lines and failed sends are counted in the
+//!   [`EventCounter`](crate::EventCounter) `statsd.dropped` (so they are exported too) and
+//!   [`StatsdExporter::dropped`]. Refused counter deltas are retried with the next export, so
+//!   totals survive a full queue. When the daemon is down, UDP datagrams are simply lost:
+//!   nothing blocks, panics or logs.
 //! * **Short-lived programs lose nothing**: [`StatsdExporter::flush`] waits until every queued
 //!   line reached the socket and sends the last partial datagram; dropping the last exporter
 //!   handle or an [`ExportHandle`] does the same (at most 1 s).
@@ -75,7 +77,8 @@ mod sink;
 
 pub use exporter::{
     AlertState, DEFAULT_DATAGRAM_SIZE, DEFAULT_MAX_LINES_PER_SECOND, DEFAULT_QUEUE_CAPACITY,
-    DROPPED_COUNTER, ExportHandle, ExportStats, StatsdExporter, StatsdExporterBuilder,
+    DROPPED_COUNTER, ExportHandle, ExportStats, LOOPBACK_DATAGRAM_SIZE, StatsdExporter,
+    StatsdExporterBuilder,
 };
 pub use names::{host_name, sanitize_component, sanitize_name};
 pub use recorder::StatsdRecorder;

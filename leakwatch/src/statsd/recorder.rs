@@ -8,7 +8,6 @@
 //! and `absolute` raises the counter's total.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -19,7 +18,7 @@ use metrics::{
 use parking_lot::{Mutex, RwLock};
 
 use super::batch::{Batch, SendChunk};
-use super::exporter::tag_suffix;
+use super::exporter::{push_line, tag_suffix};
 use super::names::{push_sanitized_name, sanitize_component};
 use crate::event::EventCounter;
 
@@ -165,7 +164,13 @@ impl UserMetrics {
                 continue;
             }
             line.clear();
-            let _ = write!(line, "{}:{}|c{}", c.key, total.wrapping_sub(sent), c.tags);
+            push_line(
+                &mut line,
+                &c.key,
+                total.wrapping_sub(sent) as f64,
+                "c",
+                &c.tags,
+            );
             batch.push(
                 send,
                 &line,
@@ -183,11 +188,11 @@ impl UserMetrics {
             // negative level, set 0 first (same chunk or the one before: order is kept).
             if v < 0.0 {
                 line.clear();
-                let _ = write!(line, "{}:0|g{}", g.key, g.tags);
+                push_line(&mut line, &g.key, 0.0, "g", &g.tags);
                 batch.push(send, &line, None, &mut apply);
             }
             line.clear();
-            let _ = write!(line, "{}:{}|g{}", g.key, v, g.tags);
+            push_line(&mut line, &g.key, v, "g", &g.tags);
             batch.push(
                 send,
                 &line,
@@ -215,7 +220,7 @@ impl UserMetrics {
                     continue;
                 }
                 line.clear();
-                let _ = write!(line, "{}:{}|ms{}", h.key, ms, h.tags);
+                push_line(&mut line, &h.key, ms, "ms", &h.tags);
                 batch.push(send, &line, None, &mut apply);
             }
         }
