@@ -29,7 +29,7 @@ command -v whisper-fetch   >/dev/null 2>&1 || need_apt+=(graphite-carbon)
 command -v graphite-manage >/dev/null 2>&1 || need_apt+=(graphite-web)
 command -v ss              >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "install-test-deps: apt-get install ${need_apt[*]}"
+  echo "install-test-deps: apt-get install $(printf "%s\n" "${need_apt[@]}" | sort -u | tr "\n" " ")"
   $SUDO apt-get update -qq
   # policy-rc.d denies starting carbon's service in containers: harmless, we start it by hand.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \

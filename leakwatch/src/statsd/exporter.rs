@@ -494,7 +494,7 @@ impl StatsdExporter {
         self.inner.dropped.get()
     }
 
-    /// Lines waiting in the queue.
+    /// Chunks (up to a datagram of lines each) waiting in the queue.
     pub fn queued(&self) -> u64 {
         self.inner.queue.queued()
     }

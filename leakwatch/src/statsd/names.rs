@@ -17,7 +17,9 @@ fn keep(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
-/// Sanitises a dot-separated metric name (see the [module docs](self)).
+/// Sanitises a dot-separated metric name for StatsD and Graphite: dots are hierarchy and
+/// stay; every other character outside `A-Z a-z 0-9 _ -` becomes `_` (one per character);
+/// empty components are dropped; a name with no component left becomes `_`.
 ///
 /// ```
 /// use leakwatch::statsd::sanitize_name;
