@@ -29,7 +29,8 @@ const TARGET_RECALL: f64 = 0.95;
 const TARGET_FAST_SECS: f64 = 300.0;
 
 /// The default growth rule, with optional overrides from the environment for exploring
-/// parameters (`LW_MIN_Z`, `LW_NOISE_MULTIPLE`, `LW_HALVES`, `LW_CONFIRM`, `LW_WINDOWS=240,960`).
+/// parameters (`LW_MIN_Z`, `LW_NOISE_MULTIPLE`, `LW_HALVES`, `LW_CONFIRM`, `LW_OWN_Z`,
+/// `LW_WINDOWS=240,960`).
 /// The reported figures are for the defaults (no overrides).
 fn rules(relative: bool) -> RuleSet {
     let sel = Selector::new(["app.*"]).expect("valid selector");
@@ -43,6 +44,9 @@ fn rules(relative: bool) -> RuleSet {
     }
     if let Some(v) = env("LW_HALVES") {
         g = g.halves_ratio(v);
+    }
+    if let Some(v) = env("LW_OWN_Z") {
+        g = g.own_min_z(v);
     }
     if let Some(v) = env("LW_CONFIRM") {
         g = g.confirm(v as u32);
@@ -169,7 +173,10 @@ fn run_scenario(
             (Truth::Ambiguous, fired) => o.fired += usize::from(fired.is_some()),
         }
         if let (true, Truth::Leak { onset }) = (tracing, g.truth) {
-            println!("  [{}#{set}.{seed}] onset {onset:.0} first {first:?}", sc.name);
+            println!(
+                "  [{}#{set}.{seed}] onset {onset:.0} first {first:?}",
+                sc.name
+            );
         }
     }
     (o, kind)
@@ -203,7 +210,10 @@ fn main() {
         "scenario", "truth", "fired per set", "med_delay", "p90_delay", "max_delay"
     );
     for (si, sc) in scenarios().iter().enumerate() {
-        if only.as_deref().is_some_and(|o| !o.split(',').any(|x| x == sc.name)) {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|x| x == sc.name))
+        {
             continue;
         }
         let mut counts = Vec::new();

@@ -370,3 +370,61 @@ fn invalid_configs_are_rejected_with_actionable_errors() {
             .contains("pattern")
     );
 }
+
+#[test]
+fn relative_to_ignores_flat_series_when_load_falls() {
+    // The CLI's report: `--load live.http.streams` flagged a constant presence count and
+    // resident memory while streams fell (their ratio to streams rises). A series with a
+    // fixed part plus a per-stream part does the same. Neither accumulates anything.
+    let rules =
+        RuleSet::new().with(GrowthRule::new(sel("live.*")).relative_to("live.http.streams"));
+    let mut e = Engine::new(rules).unwrap();
+    let mut n = Noise(17);
+    let out = run(&mut e, 0..5400, |t| {
+        // Streams fall by half over 90 min (evening decline).
+        let load = (800.0 * (1.0 - 0.5 * t / 5400.0) + 5.0 * n.next()).round();
+        vec![
+            ("live.http.streams", load),
+            ("live.presence.Watch", (1200.0 + 20.0 * n.next()).round()),
+            (
+                "live.pool.buffers",
+                (900.0 + 0.5 * load + 20.0 * n.next()).round(),
+            ),
+        ]
+    });
+    assert!(out.is_empty(), "{out:#?}");
+}
+
+#[test]
+fn relative_to_still_catches_a_leak_under_falling_load() {
+    // Load falls 20% over the run; from t = 1200 each stream leaks +2%/min of its share,
+    // so the series itself rises (slowly) while its ratio to load rises fast.
+    let rules =
+        RuleSet::new().with(GrowthRule::new(sel("live.*")).relative_to("live.http.streams"));
+    let mut e = Engine::new(rules).unwrap();
+    let mut n = Noise(19);
+    let out = run(&mut e, 0..3600, |t| {
+        let load = (500.0 * (1.0 - 0.2 * t / 3600.0) + 3.0 * n.next()).round();
+        let per = 2.0 * (1.0 + 0.02 / 60.0 * (t - 1200.0).max(0.0));
+        vec![
+            ("live.http.streams", load),
+            ("live.leaks", (per * load + 10.0 * n.next()).round()),
+        ]
+    });
+    let firing: Vec<_> = out.iter().filter(|f| f.is_firing()).collect();
+    assert_eq!(firing.len(), 1, "{out:#?}");
+    assert_eq!(firing[0].series, "live.leaks");
+    assert!(firing[0].at > 1200.0, "{}", firing[0].at);
+}
+
+#[test]
+fn relative_rules_keep_the_series_own_history_too() {
+    let plain = GrowthRule::new(sel("live.*"));
+    let rel = plain.clone().relative_to("live.http.streams");
+    let (p, r) = (
+        plain.state_bytes_per_series().unwrap(),
+        rel.state_bytes_per_series().unwrap(),
+    );
+    println!("state bytes per series: plain {p}, relative {r}");
+    assert!(p < 2200 && r > p && r < p + 1300, "plain {p}, relative {r}");
+}

@@ -40,6 +40,26 @@
 //! a leak makes the per-load ratio grow. Medians (not minima) keep the ratio unbiased when
 //! its noise grows at low load.
 //!
+//! 5. **The series itself rises** (with `relative_to` only): the ratio assumes the series is
+//!    proportional to load, but most are `c + a·load` with a fixed part `c` (a pool,
+//!    resident memory, or `a = 0`: a count unrelated to load). Their ratio `a + c/load`
+//!    rises whenever load falls, though nothing accumulates: the CLI flagged a constant
+//!    `live.presence.Watch` under `--load live.http.streams` in the evening. So a hit
+//!    also needs the series' own bucket medians, over the same window, to rise by at least
+//!    the size floor's `min_rise` / `min_rise_fraction` of their level with Mann–Kendall
+//!    z ≥ `own_min_z` (default 2.5). Ratio rising rules out "follows rising load"; series
+//!    rising rules out "fixed part under falling load": together they reject every
+//!    `c + a·load` with `c, a ≥ 0`, with no model to fit. Regressing on load instead was
+//!    rejected: under a steady decline load and time are collinear within a window, so
+//!    "follows load" and "leaks" cannot be told apart and the fit's noise would become
+//!    the detector's. The price: a per-load leak whose series still *falls* (load falls
+//!    faster than the leak adds) waits until load stops falling; in the benchmark's
+//!    `per_unit_leak` (load −30%/h, series +0.2–0.4%/min) the median delay went from
+//!    228 s to ~610 s, still found 400/400. `own_min_z` 2.5 rather than 2: on flat series
+//!    under falling load, where the ratio hits all the time, z ≥ 2 on 4 min windows still
+//!    fired on ~4% (2.5: ~1.5%; 3: ~0.5% but per-load leak delays ~950 s). This keeps a
+//!    second history for the series (≈1.1 KB more per relative series).
+//!
 //! Theil–Sen and Mann–Kendall are O(n²) in the points of a window; with ≤ 48 points and
 //! evaluation only at bucket boundaries (staggered per series) the amortised cost stays well
 //! under a microsecond per series per second.
@@ -109,6 +129,11 @@ pub struct GrowthRule {
     /// History required before a window, for the new-high check. Default 2 min.
     #[serde(rename = "prior_secs", with = "duration_secs")]
     pub prior: Duration,
+    /// With `relative_to`: the series' *own* trend over the window (autocorrelation-corrected
+    /// Mann–Kendall z of its bucket medians) must be at least this, besides the ratio's.
+    /// A ratio that rises only because the load falls under a flat series is not a leak.
+    /// Default 2.5. Ignored without `relative_to`.
+    pub own_min_z: f64,
 }
 
 impl Default for GrowthRule {
@@ -133,6 +158,7 @@ impl Default for GrowthRule {
             confirm: 3,
             warmup: Duration::from_secs(600),
             prior: Duration::from_secs(120),
+            own_min_z: 2.5,
         }
     }
 }
@@ -195,6 +221,8 @@ impl GrowthRule {
         warmup: Duration);
     setter!(/// Sets the history required before a window.
         prior: Duration);
+    setter!(/// Sets the series' own trend z required with `relative_to`.
+        own_min_z: f64);
 
     /// Bytes of state this rule keeps per watched series (fixed: the history is bounded).
     pub fn state_bytes_per_series(&self) -> Result<usize, ConfigError> {
@@ -257,6 +285,12 @@ impl GrowthRule {
                 self.halves_ratio,
                 (0.0..=1.0).contains(&self.halves_ratio),
                 "a fraction in 0..=1, e.g. 0.3",
+            ),
+            (
+                "own_min_z",
+                self.own_min_z,
+                true,
+                "a finite z-score, e.g. 2.5",
             ),
             (
                 "confirm",
@@ -353,14 +387,25 @@ pub(crate) struct CompiledGrowth {
 impl CompiledGrowth {
     /// Bytes of state per watched series (history plus detector state).
     pub(crate) fn state_bytes(&self) -> usize {
+        let own = if self.rule.relative_to.is_some() {
+            History::state_bytes(&self.geo)
+        } else {
+            0
+        };
         History::state_bytes(&self.geo) + std::mem::size_of::<GrowthTrack>()
             - std::mem::size_of::<History>()
+            + own
             + self.windows.len() * std::mem::size_of::<WindowState>()
     }
 
     pub(crate) fn track(&self, phase: f64) -> GrowthTrack {
         GrowthTrack {
             history: History::new(self.geo, phase),
+            own: self
+                .rule
+                .relative_to
+                .is_some()
+                .then(|| Box::new(History::new(self.geo, phase))),
             windows: vec![WindowState::default(); self.windows.len()].into_boxed_slice(),
             firing: None,
         }
@@ -401,6 +446,8 @@ pub(crate) struct Context<'a> {
 #[derive(Debug)]
 pub(crate) struct GrowthTrack {
     history: History,
+    /// With `relative_to`: the series' own bucket medians (the history holds the ratio).
+    own: Option<Box<History>>,
     windows: Box<[WindowState]>,
     firing: Option<Firing>,
 }
@@ -418,6 +465,9 @@ impl GrowthTrack {
     /// Forgets history after a counter reset; resolves a firing finding.
     pub(crate) fn reset(&mut self, t: f64, out: &mut Vec<Finding>) {
         self.history.clear();
+        if let Some(own) = &mut self.own {
+            own.clear();
+        }
         self.windows
             .iter_mut()
             .for_each(|w| *w = WindowState::default());
@@ -449,6 +499,9 @@ impl GrowthTrack {
         out: &mut Vec<Finding>,
     ) {
         let closed = self.history.push(t, v);
+        if let Some(own) = &mut self.own {
+            own.push(t, ctx.value);
+        }
         if closed == Closed::default() || self.history.age(t) < c.rule.warmup.as_secs_f64() {
             return;
         }
@@ -587,6 +640,9 @@ impl GrowthTrack {
         let first = theil_sen(&s.ts[..h], &s.ys[..h], &mut s.a).unwrap_or(0.0);
         let second = theil_sen(&s.ts[h..], &s.ys[h..], &mut s.a).unwrap_or(0.0);
         stats.hit = halves_grow(first, second, slope, r.halves_ratio);
+        if let (true, Some(own)) = (stats.hit, &self.own) {
+            stats.hit = own_rises(own, w, from, r, s);
+        }
         Some(stats)
     }
 }
@@ -616,6 +672,44 @@ impl GrowthTrack {
         let fine_w = lag_scale(&s.a, lag, 6, &mut s.b);
         coarse_w.unwrap_or(0.0).max(fine_w.unwrap_or(0.0))
     }
+}
+
+/// With `relative_to`: does the series itself rise over the window (its own Theil–Sen
+/// slope > 0 and Mann–Kendall z ≥ `min_z`, on the same buckets as the ratio)?
+///
+/// Why: the ratio `series / load` assumes the series is proportional to load. Most real
+/// series are not purely so: a fixed part (a pool, resident memory, presence watches that
+/// do not depend on streams) makes the ratio `a + c / load` rise whenever load falls,
+/// though nothing accumulates. A leak accumulates: the leaked count itself grows. Requiring
+/// both (the ratio grows, so the growth is not explained by rising load; the series grows,
+/// so it is not explained by falling load under a fixed part) rejects every affine
+/// `series = c + a·load` with `c ≥ 0`, whichever way load moves, with no model to fit.
+///
+/// Alternatives considered: regressing the series on load and testing the residual's
+/// trend needs the load to vary independently of time within the window; under a steady
+/// evening decline load and time are collinear, the split between "follows load" and
+/// "leaks" is unidentified, and the fit's noise would be the detector's. Fitting the load
+/// relation on history before the window is identified only if load varied there.
+///
+/// Cost: a per-load leak *hidden* by a faster fall of load (the series falls, more slowly
+/// than load) is not reported until load stops falling; the plain growth rule, or a
+/// divergence rule, is the tool for that case.
+fn own_rises(own: &History, w: PlannedWindow, from: f64, r: &GrowthRule, s: &mut Scratch) -> bool {
+    own.window(w.res, from, &mut s.ts, &mut s.ys);
+    let n = s.ys.len();
+    if n < 6 {
+        return false;
+    }
+    let Some(slope) = theil_sen(&s.ts, &s.ys, &mut s.a) else {
+        return false;
+    };
+    s.a.clear();
+    s.a.extend_from_slice(&s.ys);
+    let level = median_in_place(&mut s.a).abs();
+    let rise = slope * (s.ts[n - 1] - s.ts[0]);
+    slope > 0.0
+        && rise >= r.min_rise.max(r.min_rise_fraction * level)
+        && mann_kendall_z(&s.ts, &s.ys, slope, &mut s.a) >= r.own_min_z
 }
 
 /// The shape check on the halves of a window whose whole Theil–Sen slope is `whole > 0`:
