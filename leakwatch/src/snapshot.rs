@@ -179,9 +179,19 @@ impl fmt::Display for MetricName<'_> {
 /// ```
 #[derive(Debug, Default)]
 pub struct MetricNames {
-    groups: HashMap<SeriesKind, HashMap<String, Vec<u32>>>,
-    memory: Vec<u32>,
+    /// Metric ids of each group (a series, or process memory), in visiting order.
+    groups: Vec<GroupIds>,
+    /// Group position by series kind and name; memory is found by `memory`.
+    index: HashMap<SeriesKind, HashMap<String, usize>>,
+    memory: Option<usize>,
     names: Vec<(String, MetricKind)>,
+}
+
+#[derive(Debug)]
+struct GroupIds {
+    kind: Option<SeriesKind>,
+    name: String,
+    ids: Vec<u32>,
 }
 
 /// One metric of [`MetricNames::flatten`]: an interned name with its value now.
@@ -218,27 +228,62 @@ impl MetricNames {
         &self.names[id as usize].0
     }
 
+    /// The position of `group` in `groups`, trying `guess` first; created if new.
+    fn find_group(&mut self, group: Group<'_>, guess: usize) -> usize {
+        let (kind, name) = match group {
+            Group::Series(k, n) => (Some(k), n),
+            Group::Memory => (None, ""),
+        };
+        if let Some(g) = self.groups.get(guess)
+            && g.kind == kind
+            && g.name == name
+        {
+            return guess;
+        }
+        let found = match kind {
+            Some(k) => self.index.get(&k).and_then(|m| m.get(name)).copied(),
+            None => self.memory,
+        };
+        if let Some(pos) = found {
+            return pos;
+        }
+        let pos = self.groups.len();
+        self.groups.push(GroupIds {
+            kind,
+            name: name.to_owned(),
+            ids: Vec::new(),
+        });
+        match kind {
+            Some(k) => {
+                self.index
+                    .entry(k)
+                    .or_default()
+                    .insert(name.to_owned(), pos);
+            }
+            None => self.memory = Some(pos),
+        }
+        pos
+    }
+
     /// Every metric of `snapshot`, the same as [`Snapshot::metrics`] but with interned names.
     pub fn flatten(&mut self, snapshot: &Snapshot) -> Vec<FlatMetric<'_>> {
         let mut ids: Vec<(u32, u64)> = Vec::with_capacity(snapshot.series.len() * 4 + 4);
-        let mut current: Option<(Group<'_>, usize)> = None;
+        // The group being visited, its position in `groups`, and the metric's position in it.
+        let mut current: Option<(Group<'_>, usize, usize)> = None;
+        let mut next_group = 0usize;
         snapshot.visit_metrics(|group, name, value, kind| {
-            // Position of this metric within its group, to find its cached id.
-            let pos = match current {
-                Some((g, p)) if g == group => p + 1,
-                _ => 0,
-            };
-            current = Some((group, pos));
-            let slots = match group {
-                Group::Series(k, n) => {
-                    let by_name = self.groups.entry(k).or_default();
-                    if !by_name.contains_key(n) {
-                        by_name.insert(n.to_owned(), Vec::new());
-                    }
-                    by_name.get_mut(n).expect("just inserted")
+            let (g, pos) = match current {
+                Some((cg, g, p)) if cg == group => (g, p + 1),
+                _ => {
+                    // Series come sorted and rarely change, so the group after the previous
+                    // one is almost always the right one: one string comparison, no hashing.
+                    let g = self.find_group(group, next_group);
+                    next_group = g + 1;
+                    (g, 0)
                 }
-                Group::Memory => &mut self.memory,
             };
+            current = Some((group, g, pos));
+            let slots = &mut self.groups[g].ids;
             let id = match slots.get(pos) {
                 Some(&id) if name.matches(&self.names[id as usize].0) => id,
                 _ => {

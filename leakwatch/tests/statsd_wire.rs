@@ -314,3 +314,42 @@ fn bad_addresses_are_reported() {
         .unwrap_err();
     assert!(e.to_string().contains("queue_capacity"), "{e}");
 }
+
+#[test]
+fn the_watchdog_drives_the_export_and_sends_its_alerts() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let exp = exporter(&rx, &reg);
+    let _kept = Token::new_in(&reg, "jobs");
+    let scope = leakwatch::Scope::builder("stream").registry(&reg).open();
+    scope.close();
+    let watchdog = leakwatch::Watchdog::builder()
+        .registry(&reg)
+        .interval(Duration::from_millis(20))
+        .on_sample(exp.sampler())
+        .hook(exp.clone())
+        .start()
+        .unwrap();
+    let _ = scope.token("presence.relay"); // refused: a late_registration alert
+    while watchdog.ticks() < 3 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    watchdog.stop();
+    assert!(exp.flush(Duration::from_secs(2)));
+    let lines = rx.lines(QUIET);
+    let p = "app.web-1.leakwatch";
+    assert!(
+        lines.iter().any(|l| l == &format!("{p}.live.jobs:1|g")),
+        "gauge exported on the watchdog's tick: {lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("{p}.alerts.late_registration:1|c")),
+        "alert counted: {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == &format!("{p}.late.stream:1|c")),
+        "late registration counted on the scope series: {lines:?}"
+    );
+}

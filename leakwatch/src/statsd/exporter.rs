@@ -1,6 +1,5 @@
 //! The exporter: snapshot -> StatsD lines -> bounded queue -> paced, buffered UDP.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::panic::AssertUnwindSafe;
@@ -19,7 +18,8 @@ use super::recorder::{StatsdRecorder, UserMetrics};
 use super::sink::{PacedSink, Progress};
 use crate::event::EventCounter;
 use crate::registry::Registry;
-use crate::snapshot::{MetricKind, Snapshot};
+use crate::snapshot::{MetricKind, MetricNames, Snapshot};
+use crate::watchdog::{Alert, AlertHook, AlertState};
 
 /// Default bound of the queue between callers and the sending thread, in chunks (a chunk
 /// is up to one datagram of newline-joined lines): 4096 chunks hold ~100 000 to 700 000
@@ -36,15 +36,6 @@ pub const DEFAULT_MAX_LINES_PER_SECOND: u64 = 100_000;
 pub const DROPPED_COUNTER: &str = "statsd.dropped";
 /// How long dropping the last exporter handle waits for queued lines to reach the socket.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
-
-/// Whether an alert starts or ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AlertState {
-    /// The rule's condition holds: counted as `alerts.<rule>` and, with events, an `error` event.
-    Firing,
-    /// The condition no longer holds: with events, a `success` event; no counter.
-    Resolved,
-}
 
 /// What one [`StatsdExporter::export`] or [`StatsdExporter::tick`] queued.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -276,20 +267,9 @@ fn resolve(addr: &str) -> Result<SocketAddr, StatsdError> {
 pub(crate) fn push_line(line: &mut String, key: &str, value: f64, kind: &str, tags: &str) {
     line.push_str(key);
     line.push(':');
+    // Counts are whole numbers: integer formatting is several times cheaper than f64's.
     if value.fract() == 0.0 && (0.0..9.0e15).contains(&value) {
-        let mut digits = [0u8; 20];
-        let mut n = value as u64;
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        // The bytes are ASCII digits.
-        line.push_str(std::str::from_utf8(&digits[i..]).unwrap_or("0"));
+        line.push_str(itoa::Buffer::new().format(value as u64));
     } else {
         let _ = write!(line, "{value}");
     }
@@ -318,46 +298,21 @@ pub(crate) fn tag_suffix<'a>(
 /// Per-metric memory of what was sent: the snapshot name, its sanitised key, and the last
 /// gauge value or counter total that reached the queue (`None`: never sent).
 struct Entry {
-    name: String,
     key: String,
     last: Option<f64>,
 }
 
 #[derive(Default)]
 struct ExportState {
-    /// In the order of the last snapshot's metrics, which is stable (series are sorted), so
-    /// the next export finds each entry by position with one string comparison instead of
-    /// hashing 40 000 names.
-    entries: Vec<Entry>,
-    index: HashMap<String, usize>,
+    /// Interned metric names: flattening a snapshot allocates no name per metric.
+    names: MetricNames,
+    /// Per interned metric id: its StatsD key and last value sent.
+    entries: Vec<Option<Entry>>,
     /// Exports until the next full gauge refresh (0: this one refreshes).
     until_refresh: u32,
     /// Whether the last export was a refresh (the user metrics of a tick follow it).
     refreshed: bool,
     line: String,
-}
-
-impl ExportState {
-    /// The entry of metric `name`, expected at `cursor`.
-    fn find(&mut self, name: String, cursor: usize, base: &str) -> usize {
-        if let Some(e) = self.entries.get(cursor)
-            && e.name == name
-        {
-            return cursor;
-        }
-        if let Some(&i) = self.index.get(&name) {
-            return i;
-        }
-        let mut key = base.to_owned();
-        push_sanitized_name(&mut key, &name);
-        self.index.insert(name.clone(), self.entries.len());
-        self.entries.push(Entry {
-            name,
-            key,
-            last: None,
-        });
-        self.entries.len() - 1
-    }
 }
 
 struct Inner {
@@ -517,12 +472,22 @@ impl StatsdExporter {
         state.refreshed = refresh;
         let send = |c: &str, n: usize| inner.send_chunk(c, n);
         let mut batch = Batch::new(inner.datagram_size);
-        let mut cursor = 0;
-        for m in snapshot.metrics() {
-            let i = state.find(m.name, cursor, &inner.leakwatch_base);
-            cursor = i + 1;
-            let ExportState { entries, line, .. } = state;
-            let entry = &entries[i];
+        let ExportState {
+            names,
+            entries,
+            line,
+            ..
+        } = state;
+        for m in names.flatten(snapshot) {
+            let i = m.id as usize;
+            if i >= entries.len() {
+                entries.resize_with(i + 1, || None);
+            }
+            let entry = entries[i].get_or_insert_with(|| {
+                let mut key = inner.leakwatch_base.clone();
+                push_sanitized_name(&mut key, m.name);
+                Entry { key, last: None }
+            });
             line.clear();
             match m.kind {
                 MetricKind::Gauge => {
@@ -544,11 +509,16 @@ impl StatsdExporter {
                 }
             }
             batch.push(&send, line, Some((i, m.value)), &mut |(i, v)| {
-                entries[i].last = Some(v)
+                if let Some(e) = &mut entries[i] {
+                    e.last = Some(v);
+                }
             });
         }
-        let entries = &mut state.entries;
-        batch.send(&send, &mut |(i, v)| entries[i].last = Some(v));
+        batch.send(&send, &mut |(i, v)| {
+            if let Some(e) = &mut entries[i] {
+                e.last = Some(v);
+            }
+        });
         ExportStats {
             queued: batch.queued,
             refused: batch.refused,
@@ -558,7 +528,12 @@ impl StatsdExporter {
     /// Exports the configured registry's snapshot and the program's own `metrics` values
     /// (those recorded through [`metrics_recorder`](Self::metrics_recorder)) once.
     pub fn tick(&self) -> ExportStats {
-        let mut stats = self.export(&self.inner.registry.snapshot());
+        self.tick_with(&self.inner.registry.snapshot_counts())
+    }
+
+    /// Like [`tick`](Self::tick) with a snapshot the caller already took (the watchdog's).
+    pub fn tick_with(&self, snapshot: &Snapshot) -> ExportStats {
+        let mut stats = self.export(snapshot);
         let refresh = self.inner.state.lock().refreshed;
         let (q, r) = self.inner.flush_user(refresh);
         stats.queued += q;
@@ -600,6 +575,27 @@ impl StatsdExporter {
             }
             line.push_str(&tags);
             inner.send_chunk(&line, 1);
+        }
+    }
+
+    /// A sample consumer for [`WatchdogBuilder::on_sample`](crate::WatchdogBuilder::on_sample):
+    /// exports each snapshot the watchdog takes (and the program's own metrics), so the
+    /// watchdog's tick drives the export and no second thread samples the registry.
+    ///
+    /// ```no_run
+    /// let exporter = leakwatch::statsd::StatsdExporter::builder("127.0.0.1:8125")
+    ///     .prefix("app")
+    ///     .build()?;
+    /// let watchdog = leakwatch::Watchdog::builder()
+    ///     .on_sample(exporter.sampler()) // counts to StatsD every tick
+    ///     .hook(exporter.clone())        // alerts as `alerts.<rule>` counters (and events)
+    ///     .start()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sampler(&self) -> impl FnMut(&Snapshot) + Send + 'static {
+        let exporter = self.clone();
+        move |snapshot| {
+            exporter.tick_with(snapshot);
         }
     }
 
@@ -688,5 +684,21 @@ impl Drop for ExportHandle {
             self.exporter.tick();
             self.exporter.flush(SHUTDOWN_FLUSH);
         }
+    }
+}
+
+/// Alerts from the watchdog go out as `alerts.<rule>` counters (and events when enabled).
+impl AlertHook for StatsdExporter {
+    fn on_alert(&mut self, alert: &Alert) {
+        self.alert(
+            alert.rule.as_str(),
+            &alert.series,
+            alert.state,
+            &alert.message,
+        );
+    }
+
+    fn name(&self) -> &str {
+        "statsd"
     }
 }

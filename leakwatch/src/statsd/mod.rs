@@ -75,10 +75,11 @@ mod names;
 mod recorder;
 mod sink;
 
+/// Alert states are the watchdog's ([`crate::watchdog::AlertState`]).
+pub use crate::watchdog::AlertState;
 pub use exporter::{
-    AlertState, DEFAULT_DATAGRAM_SIZE, DEFAULT_MAX_LINES_PER_SECOND, DEFAULT_QUEUE_CAPACITY,
-    DROPPED_COUNTER, ExportHandle, ExportStats, LOOPBACK_DATAGRAM_SIZE, StatsdExporter,
-    StatsdExporterBuilder,
+    DEFAULT_DATAGRAM_SIZE, DEFAULT_MAX_LINES_PER_SECOND, DEFAULT_QUEUE_CAPACITY, DROPPED_COUNTER,
+    ExportHandle, ExportStats, LOOPBACK_DATAGRAM_SIZE, StatsdExporter, StatsdExporterBuilder,
 };
 pub use names::{host_name, sanitize_component, sanitize_name};
 pub use recorder::StatsdRecorder;
