@@ -200,10 +200,10 @@ impl Downsampler {
                 if p.0 - last_t > gap || out.is_empty() {
                     out.push(Vec::new());
                 }
-                if let Some(seg) = out.last_mut() {
-                    if seg.last() != Some(&p) {
-                        seg.push(p);
-                    }
+                if let Some(seg) = out.last_mut()
+                    && seg.last() != Some(&p)
+                {
+                    seg.push(p);
                 }
                 last_t = p.0;
             }
@@ -533,10 +533,10 @@ fn new_track(
     interval: f64,
 ) -> Option<Track> {
     let default_match = defaults.matches(name);
-    if let Some(sel) = chosen {
-        if !sel.matches(name) {
-            return None;
-        }
+    if let Some(sel) = chosen
+        && !sel.matches(name)
+    {
+        return None;
     }
     let group = classify(name, meta.graphite);
     let rate = group.rate;
