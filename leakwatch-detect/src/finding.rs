@@ -194,7 +194,8 @@ impl fmt::Display for Finding {
         if let Some(z) = self.z {
             write!(f, " z={z:.1}")?;
         }
-        write!(f, " since={} at={}", self.since, self.at)?;
+        // Times are seconds in the caller's clock; a tenth of a second is all a reader needs.
+        write!(f, " since={:.1} at={:.1}", self.since, self.at)?;
         if let Some(r) = self.resolved_by {
             write!(f, " ({})", serde_plain(r))?;
         }
