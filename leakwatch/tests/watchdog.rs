@@ -177,6 +177,15 @@ fn panicking_and_hanging_hooks_do_not_stop_sampling() {
         assert!(std::time::Instant::now() < deadline, "panics counted");
         std::thread::sleep(Duration::from_millis(5));
     }
+    // The hung hook's queue (256) fills up: further alerts to it are dropped and counted.
+    for _ in 0..300 {
+        assert!(scope.token("late").is_err());
+    }
+    let dropped = reg
+        .snapshot()
+        .get("leakwatch.hook.dropped")
+        .map_or(0, |s| s.created);
+    assert!(dropped >= 40, "drops to the hung hook counted: {dropped}");
     // Stopping does not wait for the hung hook forever.
     let t = std::time::Instant::now();
     drop(wd);
