@@ -50,6 +50,15 @@
 //! which serialises to JSON, diffs, prints as a table, and flattens into metrics named
 //! `<metric>.<series>` (e.g. `live.presence.Watch`) for the [`facade`] bridge to the `metrics`
 //! crate. Tests use [`assert_returns_to`].
+//!
+//! # Watching the counts
+//!
+//! A [`Watchdog`] samples every series on its own thread, runs the detectors of
+//! [`detect`] (growth, divergence, ceiling) and turns findings and scope findings into
+//! [`Alert`]s for hooks (log, [webhook](watchdog::WebhookHook), StatsD, closures). It can write
+//! a [`recording`] that the `leakwatch` command-line tool analyses and plots offline.
+//! The [`statsd`] exporter sends every series to StatsD so the counts reach Graphite, and
+//! [`graphite`] reads a fleet's history back for `leakwatch analyze --graphite`.
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
