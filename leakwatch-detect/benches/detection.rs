@@ -30,7 +30,8 @@ const TARGET_FAST_SECS: f64 = 300.0;
 
 /// The default growth rule, with optional overrides from the environment for exploring
 /// parameters (`LW_MIN_Z`, `LW_NOISE_MULTIPLE`, `LW_HALVES`, `LW_CONFIRM`, `LW_OWN_Z`,
-/// `LW_WINDOWS=240,960`).
+/// `LW_WINDOWS=240,960`, and for the onset test `LW_ONSET_Z` (0: off), `LW_ONSET_NM`,
+/// `LW_ONSET_MARGIN`, `LW_ONSET_CONFIRM`, `LW_ONSET_SUSTAIN`, `LW_ONSET_WINDOW` in seconds).
 /// The reported figures are for the defaults (no overrides).
 fn rules(relative: bool) -> RuleSet {
     let sel = Selector::new(["app.*"]).expect("valid selector");
@@ -50,6 +51,24 @@ fn rules(relative: bool) -> RuleSet {
     }
     if let Some(v) = env("LW_CONFIRM") {
         g = g.confirm(v as u32);
+    }
+    if let Some(v) = env("LW_ONSET_Z") {
+        g = g.onset_z(v);
+    }
+    if let Some(v) = env("LW_ONSET_NM") {
+        g = g.onset_noise_multiple(v);
+    }
+    if let Some(v) = env("LW_ONSET_MARGIN") {
+        g = g.onset_step_margin(v);
+    }
+    if let Some(v) = env("LW_ONSET_CONFIRM") {
+        g = g.onset_confirm(v as u32);
+    }
+    if let Some(v) = env("LW_ONSET_SUSTAIN") {
+        g = g.onset_sustain(std::time::Duration::from_secs_f64(v));
+    }
+    if let Some(v) = env("LW_ONSET_WINDOW") {
+        g = g.onset_window(std::time::Duration::from_secs_f64(v));
     }
     if let Ok(w) = std::env::var("LW_WINDOWS") {
         let ws = w

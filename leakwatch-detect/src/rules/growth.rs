@@ -67,6 +67,7 @@
 use crate::duration_secs;
 use crate::finding::{Finding, ResolvedBy, RuleKind, Window};
 use crate::history::{Closed, Geometry, History, Resolution};
+use crate::rules::onset::{OnsetParams, OnsetScratch, best_hinge};
 use crate::trend::{lag_scale, mann_kendall_z, median_in_place, theil_sen};
 use crate::{ConfigError, Selector};
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,10 @@ const MAX_FINE_POINTS: usize = 36;
 const MAX_COARSE_POINTS: usize = 64;
 /// Coarse buckets kept beyond the longest coarse window, as "before the window" context.
 const COARSE_CONTEXT: usize = 16;
+/// `Firing::window` of a finding fired by the onset test.
+const ONSET: usize = usize::MAX;
+/// Most fine buckets the onset test may search.
+const MAX_ONSET_POINTS: usize = 120;
 
 /// Configuration of a growth rule. See the [module docs](self) for the method.
 ///
@@ -134,6 +139,25 @@ pub struct GrowthRule {
     /// A ratio that rises only because the load falls under a flat series is not a leak.
     /// Default 2.5. Ignored without `relative_to`.
     pub own_min_z: f64,
+    /// Onset test (see [`onset`](self#onset-test)): the hinge z needed to fire on the onset
+    /// path. Default 5.0; 0 turns the onset path off.
+    pub onset_z: f64,
+    /// Onset test: how far back (fine buckets) the change point is searched, reference
+    /// included. Default 8 min.
+    #[serde(rename = "onset_window_secs", with = "duration_secs")]
+    pub onset_window: Duration,
+    /// Onset test: the rise must have gone on at least this long after the change point.
+    /// Default 2 min.
+    #[serde(rename = "onset_sustain_secs", with = "duration_secs")]
+    pub onset_sustain: Duration,
+    /// Onset test: the rise since the change point must be at least this many times the
+    /// series' wander over that span. Default 4.
+    pub onset_noise_multiple: f64,
+    /// Onset test: how much better (in σ² units) the best ramp must fit than the best step.
+    /// Default 2.
+    pub onset_step_margin: f64,
+    /// Onset test: consecutive hits needed to fire. Default 2.
+    pub onset_confirm: u32,
 }
 
 impl Default for GrowthRule {
@@ -144,11 +168,7 @@ impl Default for GrowthRule {
             relative_to: None,
             bucket: Duration::from_secs(10),
             coarse_factor: 6,
-            windows: vec![
-                Duration::from_secs(240),
-                Duration::from_secs(960),
-                Duration::from_secs(2880),
-            ],
+            windows: vec![Duration::from_secs(960), Duration::from_secs(2880)],
             min_z: 3.0,
             resolve_z: 1.0,
             min_rise_fraction: 0.02,
@@ -159,6 +179,12 @@ impl Default for GrowthRule {
             warmup: Duration::from_secs(600),
             prior: Duration::from_secs(120),
             own_min_z: 2.5,
+            onset_z: 5.0,
+            onset_window: Duration::from_secs(480),
+            onset_sustain: Duration::from_secs(120),
+            onset_noise_multiple: 4.0,
+            onset_step_margin: 2.0,
+            onset_confirm: 2,
         }
     }
 }
@@ -223,6 +249,18 @@ impl GrowthRule {
         prior: Duration);
     setter!(/// Sets the series' own trend z required with `relative_to`.
         own_min_z: f64);
+    setter!(/// Sets the onset test's z (0 turns the onset path off).
+        onset_z: f64);
+    setter!(/// Sets how far back the onset test searches for a change point.
+        onset_window: Duration);
+    setter!(/// Sets how long a rise must have gone on before the onset test may fire.
+        onset_sustain: Duration);
+    setter!(/// Sets the onset test's size floor in multiples of the series' wander.
+        onset_noise_multiple: f64);
+    setter!(/// Sets how much better than a step the onset test's ramp must fit.
+        onset_step_margin: f64);
+    setter!(/// Sets the consecutive onset hits needed to fire.
+        onset_confirm: u32);
 
     /// Bytes of state this rule keeps per watched series (fixed: the history is bounded).
     pub fn state_bytes_per_series(&self) -> Result<usize, ConfigError> {
@@ -298,6 +336,30 @@ impl GrowthRule {
                 self.confirm >= 1,
                 "at least 1",
             ),
+            (
+                "onset_z",
+                self.onset_z,
+                self.onset_z >= 0.0,
+                "a z-score ≥ 0 (0: off), e.g. 5",
+            ),
+            (
+                "onset_noise_multiple",
+                self.onset_noise_multiple,
+                self.onset_noise_multiple >= 0.0,
+                "≥ 0, e.g. 4",
+            ),
+            (
+                "onset_step_margin",
+                self.onset_step_margin,
+                true,
+                "a finite margin, e.g. 2",
+            ),
+            (
+                "onset_confirm",
+                f64::from(self.onset_confirm),
+                self.onset_confirm >= 1,
+                "at least 1",
+            ),
         ] {
             if !v.is_finite() || !ok {
                 return Err(bad(field, v, expected));
@@ -354,16 +416,42 @@ impl GrowthRule {
             });
         }
         let prior_fine = (self.prior.as_secs_f64() / fine).ceil() as usize;
+        let mut fine_cap = fine_cap + prior_fine.clamp(3, 18);
+        let onset = if self.onset_z > 0.0 {
+            let points = (self.onset_window.as_secs_f64() / fine).round() as usize;
+            let min_post = ((self.onset_sustain.as_secs_f64() / fine).ceil() as usize).max(6);
+            let min_ref = (points / 4).max(6);
+            if points > MAX_ONSET_POINTS || points < min_post + min_ref {
+                return Err(bad(
+                    "onset_window_secs",
+                    self.onset_window.as_secs_f64(),
+                    "long enough for onset_sustain plus a reference, at most 120 fine buckets",
+                ));
+            }
+            fine_cap = fine_cap.max(points);
+            Some(OnsetPlan {
+                points,
+                params: OnsetParams {
+                    width: fine,
+                    min_post,
+                    min_ref,
+                    max_jump: (min_post / 2).max(1),
+                },
+            })
+        } else {
+            None
+        };
         let geo = Geometry {
             fine,
             factor: self.coarse_factor,
-            fine_cap: fine_cap + prior_fine.clamp(3, 18),
+            fine_cap,
             coarse_cap: coarse_cap + COARSE_CONTEXT,
         };
         Ok(CompiledGrowth {
             rule: self.clone(),
             geo,
             windows,
+            onset,
         })
     }
 }
@@ -376,12 +464,20 @@ pub(crate) struct PlannedWindow {
     points: usize,
 }
 
+/// The onset test's layout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OnsetPlan {
+    points: usize,
+    params: OnsetParams,
+}
+
 /// A validated growth rule with its history layout.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledGrowth {
     pub rule: GrowthRule,
     geo: Geometry,
     windows: Vec<PlannedWindow>,
+    onset: Option<OnsetPlan>,
 }
 
 impl CompiledGrowth {
@@ -407,6 +503,7 @@ impl CompiledGrowth {
                 .is_some()
                 .then(|| Box::new(History::new(self.geo, phase))),
             windows: vec![WindowState::default(); self.windows.len()].into_boxed_slice(),
+            onset: WindowState::default(),
             firing: None,
         }
     }
@@ -419,6 +516,7 @@ pub(crate) struct Scratch {
     ys: Vec<f64>,
     a: Vec<f64>,
     b: Vec<f64>,
+    onset: OnsetScratch,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -449,6 +547,8 @@ pub(crate) struct GrowthTrack {
     /// With `relative_to`: the series' own bucket medians (the history holds the ratio).
     own: Option<Box<History>>,
     windows: Box<[WindowState]>,
+    /// Consecutive hits of the onset test.
+    onset: WindowState,
     firing: Option<Firing>,
 }
 
@@ -471,6 +571,7 @@ impl GrowthTrack {
         self.windows
             .iter_mut()
             .for_each(|w| *w = WindowState::default());
+        self.onset = WindowState::default();
         if let Some(f) = self.firing.take() {
             out.push(f.finding.resolved(t, ResolvedBy::Reset));
         }
@@ -514,6 +615,174 @@ impl GrowthTrack {
                 self.evaluate(c, i, t, ctx, scratch, out);
             }
         }
+        if closed.fine {
+            self.evaluate_onset(c, closed, t, ctx, scratch, out);
+        }
+    }
+
+    /// One resolution step of the firing finding, on the statistics of the window it is
+    /// judged on: `confirm` evaluations in a row with z < `resolve_z` or a non-positive
+    /// slope resolve it.
+    fn judge_clear(
+        &mut self,
+        r: &GrowthRule,
+        stats: Option<&Stats>,
+        t: f64,
+        ctx: Context<'_>,
+        out: &mut Vec<Finding>,
+    ) {
+        let Some(f) = &mut self.firing else { return };
+        // Too little data (a gap in the recording) is no evidence either way.
+        let Some(st) = stats else { return };
+        let cleared = st.slope <= 0.0 || st.z < r.resolve_z;
+        f.clears = if cleared { f.clears + 1 } else { 0 };
+        if !cleared {
+            f.finding.slope_per_sec = Some(st.slope);
+            f.finding.z = Some(st.z);
+        }
+        if f.clears >= r.confirm {
+            let f = self.firing.take().expect("checked above");
+            let mut done = f.finding.resolved(t, ResolvedBy::Cleared);
+            fill_context(&mut done, ctx, Some(st.level));
+            out.push(done);
+        }
+    }
+
+    /// The onset path: fires on its own when the hinge test (see [`onset`](self#onset-test))
+    /// and its guards hold for `onset_confirm` consecutive fine buckets. A finding it fires
+    /// resolves like any other, judged at each coarse bucket on the onset window's trend.
+    fn evaluate_onset(
+        &mut self,
+        c: &CompiledGrowth,
+        closed: Closed,
+        t: f64,
+        ctx: Context<'_>,
+        s: &mut Scratch,
+        out: &mut Vec<Finding>,
+    ) {
+        let Some(plan) = c.onset else { return };
+        if let Some(f) = &self.firing {
+            // Resolution is judged once per coarse bucket (as the coarse windows are): per
+            // fine bucket it would cost more than the detection itself on a leaking series.
+            if f.window == ONSET && closed.coarse {
+                // Judged on the trend of the onset window's fine buckets (Mann–Kendall z
+                // and Theil–Sen slope, as the windows are).
+                let w = PlannedWindow {
+                    len: plan.points as f64 * plan.params.width,
+                    res: Resolution::Fine,
+                    width: plan.params.width,
+                    points: plan.points,
+                };
+                let stats = self.stats(c, w, true, s);
+                self.judge_clear(&c.rule, stats.as_ref(), t, ctx, out);
+            }
+            return;
+        }
+        let hit = self.onset_hit(c, plan, s);
+        let r = &c.rule;
+        let Some((from, slope, z, level, window)) = hit else {
+            self.onset.streak = 0;
+            return;
+        };
+        if self.onset.streak == 0 {
+            self.onset.since = from;
+        }
+        self.onset.streak += 1;
+        if self.onset.streak < r.onset_confirm {
+            return;
+        }
+        let mut f = Finding::new(
+            RuleKind::Growth,
+            &r.name,
+            ctx.series,
+            ctx.value,
+            self.onset.since,
+            t,
+        );
+        f.slope_per_sec = Some(slope);
+        f.z = Some(z);
+        f.window = Some(window);
+        fill_context(&mut f, ctx, Some(level));
+        out.push(f.clone());
+        self.onset = WindowState::default();
+        self.firing = Some(Firing {
+            window: ONSET,
+            clears: 0,
+            finding: f,
+        });
+    }
+
+    /// One onset evaluation: `(change time, slope, z, level, window)` on a hit.
+    fn onset_hit(
+        &self,
+        c: &CompiledGrowth,
+        plan: OnsetPlan,
+        s: &mut Scratch,
+    ) -> Option<(f64, f64, f64, f64, Window)> {
+        let r = &c.rule;
+        let p = plan.params;
+        let end = self.history.last_time(Resolution::Fine)?;
+        let from = end - (plan.points as f64 - 0.5) * p.width;
+        self.history
+            .window(Resolution::Fine, from, &mut s.ts, &mut s.ys);
+        let n = s.ys.len();
+        if n < p.min_post + p.min_ref {
+            return None;
+        }
+        // Cheapest check first: a new high against everything before the latest admissible
+        // change point (a necessary condition for every candidate).
+        s.a.clear();
+        s.a.extend_from_slice(&s.ys[n - 3..]);
+        let level = median_in_place(&mut s.a);
+        let latest = from + s.ts[n - p.min_post] - 0.5 * p.width;
+        if !self
+            .history
+            .prior_max_of_3(latest)
+            .is_some_and(|m| level > m)
+        {
+            return None;
+        }
+        let o = best_hinge(&s.ts, &s.ys, p, &mut s.onset)?;
+        if o.z < r.onset_z || o.over_step < -r.onset_step_margin {
+            return None;
+        }
+        let change = from + s.ts[o.at] - 0.5 * p.width;
+        if !self
+            .history
+            .prior_max_of_3(change)
+            .is_some_and(|m| level > m)
+        {
+            return None;
+        }
+        let span = s.ts[n - 1] - s.ts[o.at] + p.width;
+        let rise = o.slope * span;
+        s.a.clear();
+        s.a.extend_from_slice(&s.ys[..o.at]);
+        let typical = median_in_place(&mut s.a).abs();
+        let wander = self.wander(c, span, change, s);
+        let floor = r
+            .min_rise
+            .max(r.min_rise_fraction * typical)
+            .max(r.onset_noise_multiple * wander);
+        if rise < floor {
+            return None;
+        }
+        let window = Window {
+            start: change,
+            end: from + s.ts[n - 1],
+        };
+        if let Some(own) = &self.own {
+            let w = PlannedWindow {
+                len: span,
+                res: Resolution::Fine,
+                width: p.width,
+                points: n - o.at,
+            };
+            if !own_rises(own, w, change, r, s) {
+                return None;
+            }
+        }
+        Some((change, o.slope, o.z, level, window))
     }
 
     fn evaluate(
@@ -538,22 +807,9 @@ impl GrowthTrack {
             }
             _ => ws.streak = 0,
         }
-        if let Some(f) = &mut self.firing {
-            if f.window == i {
-                // Too little data (a gap in the recording) is no evidence either way.
-                let Some(st) = &stats else { return };
-                let cleared = st.slope <= 0.0 || st.z < r.resolve_z;
-                f.clears = if cleared { f.clears + 1 } else { 0 };
-                if !cleared {
-                    f.finding.slope_per_sec = Some(st.slope);
-                    f.finding.z = Some(st.z);
-                }
-                if f.clears >= r.confirm {
-                    let f = self.firing.take().expect("checked above");
-                    let mut done = f.finding.resolved(t, ResolvedBy::Cleared);
-                    fill_context(&mut done, ctx, stats.as_ref().map(|s| s.level));
-                    out.push(done);
-                }
+        if self.firing.is_some() {
+            if firing_here {
+                self.judge_clear(r, stats.as_ref(), t, ctx, out);
             }
             return;
         }

@@ -7,6 +7,7 @@
 pub mod ceiling;
 pub mod divergence;
 pub mod growth;
+mod onset;
 
 use crate::ConfigError;
 use crate::finding::{Finding, ResolvedBy};
