@@ -759,7 +759,14 @@ impl GrowthTrack {
         s.a.clear();
         s.a.extend_from_slice(&s.ys[..o.at]);
         let typical = median_in_place(&mut s.a).abs();
-        let wander = self.wander(c, span, change, s);
+        // The series' wander must be measured on its own history before the change (no
+        // young-series fallback as the windows have): this floor is the onset path's guard
+        // against slow wander, which the window's autocorrelation cannot see. So the onset
+        // path speaks only once ≈ 8 coarse buckets plus the span precede the change.
+        let coarse = c.geo.fine * f64::from(c.geo.factor);
+        let lag = ((span / coarse).round() as usize).max(1);
+        self.history.coarse_values_before(change, &mut s.a);
+        let wander = lag_scale(&s.a, lag, 8, &mut s.b)?;
         let floor = r
             .min_rise
             .max(r.min_rise_fraction * typical)
@@ -779,6 +786,14 @@ impl GrowthTrack {
                 points: n - o.at,
             };
             if !own_rises(own, w, change, r, s) {
+                return None;
+            }
+            // The series itself must show an onset too (its own hinge z ≥ `own_min_z`):
+            // over the onset's short span, a rank trend of the series (above) passes by
+            // chance on a flat series under falling load far more often than on a window.
+            own.window(Resolution::Fine, from, &mut s.ts, &mut s.ys);
+            let own_z = best_hinge(&s.ts, &s.ys, p, &mut s.onset).map_or(0.0, |o| o.z);
+            if own_z < r.own_min_z {
                 return None;
             }
         }
