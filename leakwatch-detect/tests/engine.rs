@@ -428,3 +428,42 @@ fn relative_rules_keep_the_series_own_history_too() {
     println!("state bytes per series: plain {p}, relative {r}");
     assert!(p < 2200 && r > p && r < p + 1300, "plain {p}, relative {r}");
 }
+
+#[test]
+fn onset_knobs_have_defaults_and_the_path_can_be_turned_off() {
+    // Rules written before the onset test parse, and get it with its defaults.
+    let json = r#"{"growth":[{"series":["live.*"]}]}"#;
+    let rules: RuleSet = serde_json::from_str(json).unwrap();
+    assert_eq!(rules.growth[0].onset_z, 5.0);
+    assert_eq!(rules.growth[0].onset_sustain, Duration::from_secs(120));
+    // Off, with the former 4 min window back: the 1%/min leak is still found, later.
+    let rule = GrowthRule::new(sel("live.*"))
+        .onset_z(0.0)
+        .windows(vec![Duration::from_secs(240), Duration::from_secs(960)]);
+    let mut e = Engine::new(RuleSet::new().with(rule)).unwrap();
+    let mut n = Noise(21);
+    let out = run(&mut e, 0..2400, |t| {
+        let leak = 10.0 / 60.0 * (t - 1200.0).max(0.0);
+        vec![("live.x", (1000.0 + leak + 30.0 * n.next()).round())]
+    });
+    assert!(out.iter().any(|f| f.is_firing() && f.at > 1200.0));
+    // An onset window too short for a reference plus the sustain is refused.
+    let bad = GrowthRule::new(sel("a")).onset_window(Duration::from_secs(120));
+    assert!(RuleSet::new().with(bad).validate().is_err());
+}
+
+#[test]
+fn onset_path_ignores_mean_reverting_wander() {
+    // A slow mean-reverting wander (AR(1) on 1 s, τ ≈ 100 s, σ ≈ 5% of the level): its
+    // rises look like onsets over a few minutes; the wander floor and the variogram keep
+    // them quiet.
+    let mut e = growth_engine();
+    let mut n = Noise(5);
+    let mut x = 0.0f64;
+    let a = (-1.0f64 / 100.0).exp();
+    let out = run(&mut e, 0..3600, |_| {
+        x = a * x + 50.0 * (1.0 - a * a).sqrt() * n.next();
+        vec![("live.w", (1000.0 + x + 10.0 * n.next()).round())]
+    });
+    assert!(out.iter().all(|f| !f.is_firing()), "{out:#?}");
+}
