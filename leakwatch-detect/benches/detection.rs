@@ -4,7 +4,7 @@
 //! series fired and when, then precision, recall and delay against the targets.
 //! Set `LW_TRACE=<scenario>` to print every finding of that scenario.
 //!
-//! Every scenario generates 24 series (seeds 0..24), 1 s samples, 1 h each (2 h for the
+//! Every scenario generates 100 series per seed set (`SERIES`), 1 s samples, 1 h each (2 h for the
 //! slow leak). Series level L is log-uniform in [300, 3000]; all series carry a base noise
 //! of white σ = 3% of L (correlated noise has its own scenarios), and counts are rounded
 //! to integers. `ambig.` scenarios (growth that stops after a few minutes) are reported
