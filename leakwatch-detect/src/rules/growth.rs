@@ -2,7 +2,7 @@
 //!
 //! # Method, and why
 //!
-//! Each watched series keeps a bounded [history](crate::history) of bucket medians
+//! Each watched series keeps a bounded history of bucket medians
 //! (10 s fine buckets, 60 s coarse buckets by default). Two paths judge it, and either
 //! may fire:
 //!
