@@ -32,7 +32,23 @@ FLUSH_MS=${FLUSH_MS:-1000}
 
 die() { echo "graphite-stack: $*" >&2; exit 1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-alive() { [ -f "$D/$1.pid" ] && kill -0 "$(cat "$D/$1.pid")" 2>/dev/null; }
+# Alive and ours: a stale PID file (after a reboot) may name an unrelated process by now;
+# every process `up` starts has this stack's directory in its command line or environment.
+alive() {
+  [ -f "$D/$1.pid" ] || return 1
+  local p; p=$(cat "$D/$1.pid")
+  kill -0 "$p" 2>/dev/null || return 1
+  [ -r "/proc/$p/cmdline" ] || return 0
+  tr '\0' '\n' < "/proc/$p/cmdline" 2>/dev/null | grep -qF "$D" && return 0
+  tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qF "$D"
+}
+# A port someone else already listens on would make wait_tcp report success for a process
+# that in fact failed to bind (and the test would talk to a foreign daemon): refuse up front.
+port_free() { # proto(t|u) port name
+  if ss -l${1}nH "sport = :$2" 2>/dev/null | grep -q .; then
+    die "port $2 ($3) is already in use on this machine; choose another with the environment variable"
+  fi
+}
 wait_tcp() { # port name pidname: wait for a listener, fail early if the process died
   for _ in $(seq 1 150); do
     ss -ltnH "sport = :$1" 2>/dev/null | grep -q . && return 0
@@ -132,6 +148,11 @@ up() {
   [ -f "$STATSD_DIR/node_modules/statsd/stats.js" ] ||
     die "statsd not found in $STATSD_DIR: run scripts/install-test-deps.sh (or set LEAKWATCH_STATSD_DIR)"
   for n in carbon statsd web; do alive "$n" && die "already running in $D ($n); use: $0 down $D"; done
+  port_free t "$CARBON_PORT" CARBON_PORT; port_free t "$CARBON_PICKLE_PORT" CARBON_PICKLE_PORT
+  port_free t "$CARBON_QUERY_PORT" CARBON_QUERY_PORT; port_free u "$STATSD_PORT" STATSD_PORT
+  port_free t "$STATSD_MGMT_PORT" STATSD_MGMT_PORT; port_free t "$GRAPHITE_WEB_PORT" GRAPHITE_WEB_PORT
+  # A failed start stops what this run already started, so a retry is not refused.
+  trap 'rc=$?; if [ $rc -ne 0 ]; then echo "graphite-stack: up failed; stopping what started" >&2; down; fi' EXIT
   write_configs
   local t0; t0=$(now_ms)
   # --nodaemon: stay in the foreground so the recorded PID is carbon's own.
@@ -150,6 +171,7 @@ up() {
   else
     echo "graphite-stack: graphite-web not installed: no render API (whisper files are in $D/storage/whisper)"
   fi
+  trap - EXIT
   status
 }
 
@@ -179,7 +201,7 @@ down() {
   for n in web statsd carbon; do
     local f="$D/$n.pid"; [ -f "$f" ] || continue
     local p; p=$(cat "$f")
-    if kill -0 "$p" 2>/dev/null; then
+    if alive "$n"; then
       # Each process leads its own session (setsid): signal the group, children included.
       kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
       for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done

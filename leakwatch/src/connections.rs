@@ -47,21 +47,26 @@ impl CloseReason {
     }
 }
 
-type Liveness = Box<dyn Fn() -> bool + Send + Sync>;
+/// Shared so the reaper can call checks after letting go of the `open` lock: they are user
+/// code and may use the tracker themselves.
+type Liveness = Arc<dyn Fn() -> bool + Send + Sync>;
 type ReapHook = Box<dyn FnOnce() + Send>;
 
 struct ConnState {
     /// Present while open; taking it out is what closes the connection (exactly once).
     token: Mutex<Option<Token>>,
     on_reap: Mutex<Option<ReapHook>>,
+    /// Held here, not only by the tracker, so a connection that outlives its tracker still
+    /// closes and counts.
+    series: Arc<Series>,
 }
 
 impl ConnState {
-    fn close(&self, series: &Series, reason: CloseReason) -> bool {
+    fn close(&self, reason: CloseReason) -> bool {
         let token = self.token.lock().take();
         match token {
             Some(t) => {
-                series.bump(reason.extra_name(), 1);
+                self.series.bump(reason.extra_name(), 1);
                 drop(t);
                 true
             }
@@ -142,12 +147,13 @@ impl Connections {
         let state = Arc::new(ConnState {
             token: Mutex::new(Some(token)),
             on_reap: Mutex::new(None),
+            series: self.shared.series.clone(),
         });
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         self.shared.open.lock().insert(
             id,
             Open {
-                liveness: Box::new(liveness),
+                liveness: Arc::new(liveness),
                 state: state.clone(),
             },
         );
@@ -211,33 +217,37 @@ impl Connections {
 }
 
 fn reap(shared: &Shared) -> usize {
-    // Liveness checks run outside the lock: they are user code.
-    let candidates: Vec<(u64, Arc<ConnState>)> = {
+    // Every piece of user code (liveness checks, reap hooks, and the drop of a check that owns
+    // other connections) runs with no lock held: any of them may call back into the tracker.
+    let candidates: Vec<(u64, Liveness, Arc<ConnState>)> = {
         let open = shared.open.lock();
-        open.iter().map(|(id, o)| (*id, o.state.clone())).collect()
+        open.iter()
+            .map(|(id, o)| (*id, o.liveness.clone(), o.state.clone()))
+            .collect()
     };
     let mut reaped = 0;
-    for (id, state) in candidates {
-        let alive = {
-            let open = shared.open.lock();
-            let Some(o) = open.get(&id) else { continue };
-            let check = &o.liveness;
-            // A panicking liveness check counts as dead: we cannot trust the connection.
-            std::panic::catch_unwind(AssertUnwindSafe(check)).unwrap_or(false)
-        };
+    for (id, check, state) in candidates {
+        // A panicking liveness check counts as dead: we cannot trust the connection.
+        let alive = std::panic::catch_unwind(AssertUnwindSafe(|| check())).unwrap_or(false);
         if alive {
             continue;
         }
-        shared.open.lock().remove(&id);
-        if state.close(&shared.series, CloseReason::Dead) {
+        let removed = shared.open.lock().remove(&id);
+        if removed.is_none() {
+            continue; // closed by its owner while we were asking
+        }
+        if state.close(CloseReason::Dead) {
             reaped += 1;
             shared.series.bump("reaped", 1);
-            if let Some(hook) = state.on_reap.lock().take()
+            let hook = state.on_reap.lock().take();
+            if let Some(hook) = hook
                 && std::panic::catch_unwind(AssertUnwindSafe(hook)).is_err()
             {
                 shared.hook_panics.fetch_add(1, Ordering::Relaxed);
             }
         }
+        drop(removed);
+        drop(check);
     }
     reaped
 }
@@ -292,11 +302,12 @@ impl Connection {
 
     /// Closes with `reason`. Returns false if it was already closed (e.g. reaped).
     pub fn close(&self, reason: CloseReason) -> bool {
-        let Some(shared) = self.owner.upgrade() else {
-            return false;
-        };
-        shared.open.lock().remove(&self.id);
-        self.state.close(&shared.series, reason)
+        if let Some(shared) = self.owner.upgrade() {
+            // Dropped after the lock is released: the check may own other connections.
+            let removed = shared.open.lock().remove(&self.id);
+            drop(removed);
+        }
+        self.state.close(reason)
     }
 
     /// Whether the connection has been closed (by its owner or the reaper).
@@ -397,6 +408,70 @@ mod tests {
             (s.extra("reaped"), s.extra("closed_dead"), s.live),
             (1, 1, 1)
         );
+    }
+
+    /// Runs `f` on its own thread; fails (instead of hanging) if it deadlocks.
+    fn finishes<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()).unwrap());
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("deadlock: user code ran under a Connections lock")
+    }
+
+    #[test]
+    fn liveness_checks_may_use_the_tracker() {
+        let reg = Registry::new();
+        let c = Connections::new_in(&reg, "reentrant");
+        let c2 = c.clone();
+        // A check that looks at the tracker itself (or opens/closes another connection).
+        let conn = c.open(move || c2.open_count() > 5);
+        let reaped = finishes(move || c.reap_now());
+        assert_eq!(reaped, 1);
+        assert!(conn.closed());
+    }
+
+    #[test]
+    fn dropping_a_reaped_check_that_owns_a_connection_does_not_deadlock() {
+        let reg = Registry::new();
+        let c = Connections::new_in(&reg, "owned");
+        // The check owns another connection of the same tracker (e.g. a session object holding
+        // its upstream connection): reaping drops the check, which closes that connection.
+        let upstream = c.open(|| true);
+        let dead = c.open(move || {
+            let _keep = &upstream;
+            false
+        });
+        // The reap hook re-arms itself through the connection handle it was given.
+        let dead = Arc::new(dead);
+        let handle = dead.clone();
+        dead.on_reap(move || handle.on_reap(|| {}));
+        let c2 = c.clone();
+        assert_eq!(finishes(move || c2.reap_now()), 1);
+        assert_eq!(
+            c.open_count(),
+            0,
+            "the upstream closed when its owner was dropped"
+        );
+        let s = reg.snapshot();
+        let s = s.get("owned").unwrap();
+        assert_eq!(
+            (s.live, s.extra("closed_dead"), s.extra("closed_normal")),
+            (0, 1, 1)
+        );
+    }
+
+    #[test]
+    fn close_after_the_tracker_is_gone_still_closes_and_counts() {
+        let reg = Registry::new();
+        let c = Connections::new_in(&reg, "orphan");
+        let conn = c.open(|| true);
+        drop(c);
+        assert!(conn.close(CloseReason::Aborted), "it was open");
+        assert!(conn.closed());
+        assert!(!conn.close(CloseReason::Normal));
+        let s = reg.snapshot();
+        let s = s.get("orphan").unwrap();
+        assert_eq!((s.live, s.extra("closed_aborted")), (0, 1));
     }
 
     #[test]

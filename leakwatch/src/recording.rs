@@ -15,6 +15,10 @@
 //! * Lines with an `"alert"` key carry an alert (see `Alert`); readers that do not care skip them.
 //! * Readers ignore unknown keys, so later versions can add some without breaking old readers.
 //!
+//! A last line cut off mid-object (the writer was killed, or the disk filled up) is skipped
+//! by readers ([`RecordingReader::truncated`] tells); a malformed line anywhere else is an
+//! error naming `file:line`.
+//!
 //! Size is bounded by rotation: when a file exceeds its byte limit it is renamed to
 //! `<file>.1` (older parts shift to `.2`, ... up to the number kept) and a new file starts with
 //! a new header whose `part` increases; `t` keeps counting from the original start.
@@ -133,11 +137,12 @@ pub enum RecordingError {
 }
 
 /// Reads a recording line by line.
-pub struct RecordingReader<R> {
+pub struct RecordingReader<R: BufRead> {
     path: PathBuf,
-    lines: io::Lines<R>,
+    lines: std::iter::Peekable<io::Lines<R>>,
     line_no: usize,
     header: Header,
+    truncated: bool,
 }
 
 impl RecordingReader<BufReader<File>> {
@@ -165,15 +170,22 @@ impl<R: BufRead> RecordingReader<R> {
         let header = parse_header(&path, &first)?;
         Ok(RecordingReader {
             path,
-            lines,
+            lines: lines.peekable(),
             line_no: 1,
             header,
+            truncated: false,
         })
     }
 
     /// The header.
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// Whether the last line was cut off mid-object (the writer was killed or the disk filled
+    /// up while writing it) and was skipped.
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
 
     /// Lines read so far (for progress output).
@@ -206,7 +218,7 @@ fn parse_header(path: &Path, line: &str) -> Result<Header, RecordingError> {
     if version != u64::from(VERSION) {
         return Err(RecordingError::Version {
             path: path.to_path_buf(),
-            found: version as u32,
+            found: u32::try_from(version).unwrap_or(u32::MAX),
         });
     }
     serde_json::from_value(v).map_err(|e| bad(e.to_string()))
@@ -230,7 +242,17 @@ impl<R: BufRead> Iterator for RecordingReader<R> {
             if line.trim().is_empty() {
                 continue;
             }
-            return Some(self.parse_line(&line));
+            let parsed = self.parse_line(&line);
+            // A recording whose writer died (OOM kill, full disk) may end in half a line: the
+            // samples before it are still good, so the cut-off tail is skipped, not an error.
+            if parsed.is_err()
+                && self.lines.peek().is_none()
+                && serde_json::from_str::<Value>(&line).is_err_and(|e| e.is_eof())
+            {
+                self.truncated = true;
+                return None;
+            }
+            return Some(parsed);
         }
     }
 }
@@ -451,6 +473,35 @@ mod tests {
         let e = results[1].as_ref().unwrap_err().to_string();
         assert!(e.starts_with("x.jsonl:3:"), "{e}");
         assert!(e.contains("must be a number"), "{e}");
+    }
+
+    #[test]
+    fn a_cut_off_last_line_is_skipped_but_not_a_bad_one_inside() {
+        let head = "{\"leakwatch\":\"recording\",\"version\":1,\"interval_ms\":1000}\n\
+                    {\"t\":1,\"values\":{\"a\":1}}\n";
+        let cut = format!("{head}{{\"t\":2,\"values\":{{\"a\":");
+        let mut r = RecordingReader::new("x", cut.as_bytes()).unwrap();
+        let recs: Vec<_> = r.by_ref().collect();
+        assert_eq!(recs.len(), 1);
+        assert!(recs[0].is_ok());
+        assert!(r.truncated());
+        let inside = format!("{head}{{\"t\":2,\"val\n{{\"t\":3,\"values\":{{}}}}\n");
+        let results: Vec<_> = RecordingReader::new("x", inside.as_bytes())
+            .unwrap()
+            .collect();
+        assert!(
+            results[1]
+                .as_ref()
+                .is_err_and(|e| e.to_string().starts_with("x:3:"))
+        );
+        let e = RecordingReader::new(
+            "y",
+            "{\"leakwatch\":\"recording\",\"version\":4294967297}".as_bytes(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(!e.contains("version 1 "), "{e}");
     }
 
     #[test]

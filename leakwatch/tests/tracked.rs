@@ -413,3 +413,63 @@ fn appears_in_the_global_snapshot() {
     assert_eq!((s.live, s.live_bytes), (1, Some(16)));
     drop(keep);
 }
+
+/// Shapes the generated code must cope with: where-clauses, const generics, lifetimes with
+/// bounds, restricted visibility, and type names that match the generated items' names.
+#[allow(dead_code)]
+mod shapes {
+    use std::fmt::Debug;
+
+    use leakwatch::{counts, tracked};
+
+    #[tracked]
+    #[derive(Debug, Clone)]
+    pub struct WithWhere<T, const N: usize>
+    where
+        T: Clone + Debug,
+    {
+        pub items: [T; N],
+    }
+
+    #[tracked]
+    #[derive(Debug)]
+    pub(crate) struct Borrowed<'a, 'b: 'a, T: Debug + ?Sized + 'b>(pub(crate) &'a &'b T);
+
+    #[tracked]
+    #[derive(Debug, Default)]
+    #[allow(non_camel_case_types, non_snake_case)]
+    pub struct STATS {
+        pub f: u32,
+        pub NAME: u8,
+    }
+
+    #[tracked]
+    #[derive(Debug)]
+    #[allow(non_camel_case_types)]
+    pub struct NAME(pub u8);
+
+    #[test]
+    fn generic_shapes_compile_and_count() {
+        let w = WithWhere::<u8, 3> {
+            items: [1, 2, 3],
+            __tracked_Default_default: Default::default(),
+        };
+        let w2 = w.clone();
+        assert_eq!(format!("{w2:?}"), "WithWhere { items: [1, 2, 3] }");
+        assert_eq!(counts::<WithWhere<u16, 1>>().live, 2);
+        drop((w, w2));
+
+        let s = String::from("x");
+        let r = &s;
+        let b = Borrowed(&r, Default::default());
+        assert_eq!(format!("{b:?}"), "Borrowed(\"x\")");
+        assert_eq!(counts::<Borrowed<'_, '_, String>>().live, 1);
+        drop(b);
+
+        let st = STATS::default();
+        assert_eq!(format!("{st:?}"), "STATS { f: 0, NAME: 0 }");
+        let n = NAME(4, Default::default());
+        assert_eq!(format!("{n:?}"), "NAME(4)");
+        assert_eq!((counts::<STATS>().live, counts::<NAME>().live), (1, 1));
+    }
+}

@@ -164,9 +164,13 @@ fn panicking_and_hanging_hooks_do_not_stop_sampling() {
         wait_for(&rx, 10, |a| a.rule == AlertRule::LateRegistration)
             .expect("healthy hook still served");
     }
+    // A deadline, not a fixed sleep: a loaded machine may not schedule the 2 ms tick soon.
     let before = wd.ticks();
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(wd.ticks() > before, "sampling continues");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wd.ticks() <= before {
+        assert!(std::time::Instant::now() < deadline, "sampling continues");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while reg
         .snapshot()
@@ -363,4 +367,53 @@ fn recording_has_header_ticks_and_alerts() {
     assert!(ticks.windows(2).all(|w| w[1].0 > w[0].0), "t increases");
     assert!(records.iter().any(|r| matches!(r,
         Record::Alert { alert, .. } if alert["rule"] == "late_registration" && alert["state"] == "firing")));
+}
+
+#[test]
+fn simulated_time_counts_samples_even_when_ticks_overrun() {
+    // Every tick takes 5 ms against a 1 ms interval (a loaded machine): the watchdog skips
+    // the missed deadlines, but with `tick_seconds` each sample is still one simulated second,
+    // so scenarios driven per sample see the time they expect.
+    let dir = std::env::temp_dir().join(format!("leakwatch-wd-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rec.jsonl");
+    let reg = Registry::new();
+    let _t = Token::new_in(&reg, "kept");
+    let wd = Watchdog::builder()
+        .registry(&reg)
+        .interval(Duration::from_millis(1))
+        .tick_seconds(1.0)
+        .on_sample(|_| std::thread::sleep(Duration::from_millis(5)))
+        .record(&path)
+        .start()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while wd.ticks() < 10 {
+        assert!(std::time::Instant::now() < deadline, "ticks happen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wd.stop();
+    let ts: Vec<f64> = RecordingReader::open(&path)
+        .unwrap()
+        .filter_map(|r| match r.unwrap() {
+            Record::Tick { t, .. } => Some(t),
+            Record::Alert { .. } => None,
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ts.len() >= 10);
+    let expected: Vec<f64> = (1..=ts.len()).map(|n| n as f64).collect();
+    assert_eq!(ts, expected, "one simulated second per sample");
+}
+
+#[test]
+fn tick_seconds_must_be_positive_and_finite() {
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let e = Watchdog::builder()
+            .registry(&Registry::new())
+            .tick_seconds(bad)
+            .start()
+            .expect_err("invalid tick_seconds refused");
+        assert!(e.to_string().contains("tick_seconds"), "{e}");
+    }
 }

@@ -69,7 +69,10 @@ impl PacedSink {
         let sent = self.in_window.fetch_add(lines, Ordering::Relaxed) + lines;
         if sent >= self.lines_per_window {
             // Sleep for the windows this chunk used up, from the start of the current one.
-            let next = WINDOW * (window + sent / self.lines_per_window) as u32;
+            // In nanoseconds: a `u32` window count would wrap after 497 days of uptime and
+            // silently stop the pacing.
+            let windows = window.saturating_add(sent / self.lines_per_window);
+            let next = Duration::from_nanos(windows.saturating_mul(WINDOW.as_nanos() as u64));
             if let Some(wait) = next.checked_sub(self.start.elapsed()) {
                 std::thread::sleep(wait);
             }

@@ -234,19 +234,24 @@ enum KeyState {
     Resolved {
         at: f64,
     },
-    /// Re-fired inside the cooldown: neither this firing nor its resolve is sent.
+    /// Re-fired inside the cooldown: not sent, and neither is its resolve if it comes before
+    /// the cooldown ends; still firing when the cooldown ends, it is sent then
+    /// ([`Deduper::release_due`]).
     Suppressed {
         resolved_at: f64,
+        alert: Box<Alert>,
     },
 }
 
 /// De-duplicates alerts: a condition that resolves and fires again within the cooldown is not
-/// re-sent (flapping), and a one-shot scope finding from the same site is sent at most once per
-/// cooldown.
+/// re-sent (flapping) unless it is still firing when the cooldown ends, and a one-shot scope
+/// finding from the same site is sent at most once per cooldown.
 pub(crate) struct Deduper {
     cooldown: f64,
     states: HashMap<(String, String, String), KeyState>,
     suppressed: u64,
+    /// Keys in the `Suppressed` state, so `release_due` costs nothing when there are none.
+    pending: usize,
 }
 
 impl Deduper {
@@ -255,6 +260,7 @@ impl Deduper {
             cooldown: cooldown.as_secs_f64(),
             states: HashMap::new(),
             suppressed: 0,
+            pending: 0,
         }
     }
 
@@ -270,8 +276,14 @@ impl Deduper {
                 if alert.at - at < self.cooldown =>
             {
                 let resolved_at = *at;
-                self.states
-                    .insert(key, KeyState::Suppressed { resolved_at });
+                self.pending += 1;
+                self.states.insert(
+                    key,
+                    KeyState::Suppressed {
+                        resolved_at,
+                        alert: Box::new(alert.clone()),
+                    },
+                );
                 false
             }
             (AlertState::Firing, Some(KeyState::Suppressed { .. } | KeyState::Firing)) => false,
@@ -283,13 +295,36 @@ impl Deduper {
                 self.states.insert(key, KeyState::Resolved { at: alert.at });
                 true
             }
-            (AlertState::Resolved, Some(KeyState::Suppressed { resolved_at })) => {
+            (AlertState::Resolved, Some(KeyState::Suppressed { resolved_at, .. })) => {
                 let at = *resolved_at;
+                self.pending -= 1;
                 self.states.insert(key, KeyState::Resolved { at });
                 false
             }
             (AlertState::Resolved, _) => false,
         }
+    }
+
+    /// The suppressed re-fires whose cooldown has ended by `now` and that are still firing:
+    /// they are sent now (with `at = now`), and their resolve will be sent too.
+    pub(crate) fn release_due(&mut self, now: f64) -> Vec<Alert> {
+        if self.pending == 0 {
+            return Vec::new();
+        }
+        let mut due = Vec::new();
+        for state in self.states.values_mut() {
+            let ended = matches!(state, KeyState::Suppressed { resolved_at, .. }
+                if now - *resolved_at >= self.cooldown);
+            if ended
+                && let KeyState::Suppressed { mut alert, .. } =
+                    std::mem::replace(state, KeyState::Firing)
+            {
+                alert.at = now;
+                due.push(*alert);
+            }
+        }
+        self.pending -= due.len();
+        due
     }
 
     /// Whether `alert` should be sent.
@@ -346,6 +381,26 @@ mod tests {
         assert!(!d.admit(&alert(AlertState::Resolved, 30.0)));
         assert!(d.admit(&alert(AlertState::Firing, 100.0)));
         assert_eq!(d.suppressed(), 2);
+    }
+
+    #[test]
+    fn a_refire_still_firing_after_the_cooldown_is_sent_then() {
+        let mut d = Deduper::new(Duration::from_secs(60));
+        assert!(d.admit(&alert(AlertState::Firing, 0.0)));
+        assert!(d.admit(&alert(AlertState::Resolved, 10.0)));
+        assert!(!d.admit(&alert(AlertState::Firing, 20.0)), "flapping");
+        assert!(d.release_due(69.0).is_empty(), "cooldown not over");
+        let due = d.release_due(70.0);
+        assert_eq!(due.len(), 1, "the lasting condition is reported");
+        assert_eq!(
+            (due[0].state, due[0].since, due[0].at),
+            (AlertState::Firing, 20.0, 70.0)
+        );
+        assert!(d.release_due(80.0).is_empty(), "sent once");
+        assert!(
+            d.admit(&alert(AlertState::Resolved, 90.0)),
+            "and its resolve follows"
+        );
     }
 
     #[test]

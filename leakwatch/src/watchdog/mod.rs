@@ -95,6 +95,9 @@ pub enum WatchdogError {
     /// The interval is zero.
     #[error("the sampling interval must be greater than zero")]
     ZeroInterval,
+    /// `tick_seconds` is not a finite number greater than zero.
+    #[error("tick_seconds must be finite and greater than zero, got {0}")]
+    TickSeconds(f64),
 }
 
 type SampleConsumer = Box<dyn FnMut(&Snapshot) + Send>;
@@ -139,6 +142,11 @@ impl WatchdogBuilder {
 
     /// How many seconds each tick counts as for the detectors and the recording (default: the
     /// interval). Simulations and tests use this to replay an hour of 1 s samples in seconds.
+    ///
+    /// With it, `t` counts the ticks actually sampled (tick `n` is at `n × seconds`), so a
+    /// slow machine runs the simulation slower instead of skipping simulated time. Without it,
+    /// `t` follows the wall clock: a tick that overran skips the deadlines it missed. It must
+    /// be finite and greater than zero.
     pub fn tick_seconds(mut self, seconds: f64) -> Self {
         self.tick_seconds = Some(seconds);
         self
@@ -261,8 +269,14 @@ impl WatchdogBuilder {
         if self.interval.is_zero() {
             return Err(WatchdogError::ZeroInterval);
         }
+        if let Some(s) = self.tick_seconds
+            && !(s.is_finite() && s > 0.0)
+        {
+            return Err(WatchdogError::TickSeconds(s));
+        }
         let rules = self.rules();
         let engine = Engine::new(rules)?;
+        let simulated = self.tick_seconds.is_some();
         let tick_seconds = self.tick_seconds.unwrap_or(self.interval.as_secs_f64());
         let started_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -325,6 +339,7 @@ impl WatchdogBuilder {
             shared: shared.clone(),
             scope_rx,
             tick_seconds,
+            simulated,
             consumer_panics,
             names: MetricNames::new(),
             needed: Vec::new(),
@@ -375,10 +390,26 @@ impl Shared {
                 }
             }
         }
+        self.dispatch(alert);
+        true
+    }
+
+    fn dispatch(&self, alert: Alert) {
         if let Some(d) = self.dispatcher.lock().as_ref() {
             d.send(alert);
         }
-        true
+    }
+
+    /// Sends the suppressed re-fires whose cooldown has passed by `t` (still firing); returns
+    /// them for the recording.
+    fn release_due(&self, t: f64) -> Vec<Alert> {
+        let due = self.deduper.lock().release_due(t);
+        for alert in &due {
+            let key = (alert.name.clone(), alert.series.clone());
+            self.active.lock().insert(key, alert.clone());
+            self.dispatch(alert.clone());
+        }
+        due
     }
 }
 
@@ -390,6 +421,8 @@ struct Sampler {
     shared: Arc<Shared>,
     scope_rx: Receiver<Alert>,
     tick_seconds: f64,
+    /// `tick_seconds` was given: `t` counts sampled ticks, not wall-clock deadlines.
+    simulated: bool,
     consumer_panics: crate::event::EventCounter,
     names: MetricNames,
     /// Per metric id: whether any rule needs it (decided once per name).
@@ -401,6 +434,7 @@ impl Sampler {
     fn run(&mut self, interval: Duration, stop: &(Mutex<bool>, parking_lot::Condvar)) {
         let start = Instant::now();
         let mut tick: u64 = 0;
+        let mut sampled: u64 = 0;
         loop {
             tick += 1;
             let deadline = start + interval.mul_f64(tick as f64);
@@ -413,8 +447,12 @@ impl Sampler {
                     break;
                 }
             }
+            sampled += 1;
             let began = cpu::CpuStart::now();
-            self.tick(tick as f64 * self.tick_seconds);
+            // Simulated time counts samples: skipping deadlines must not skip simulated time
+            // (a loaded machine would otherwise make a leak look slower, or a tick look late).
+            let n = if self.simulated { sampled } else { tick };
+            self.tick(n as f64 * self.tick_seconds);
             self.shared
                 .busy_nanos
                 .fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -469,6 +507,13 @@ impl Sampler {
             if self.shared.admit_and_send(alert.clone())
                 && let Some(r) = &mut self.recording
             {
+                let _ = r.alert(t, &alert);
+            }
+        }
+        // A condition that re-fired inside the cooldown and is still firing once it has
+        // passed is sent now: suppression is for flapping, not for a lasting problem.
+        for alert in self.shared.release_due(t) {
+            if let Some(r) = &mut self.recording {
                 let _ = r.alert(t, &alert);
             }
         }
@@ -556,7 +601,10 @@ impl Watchdog {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        if let Some(d) = self.shared.dispatcher.lock().take() {
+        // Take the dispatcher out before waiting on it: a scope finding raised on another
+        // thread meanwhile must not block on this lock for the drain's second.
+        let dispatcher = self.shared.dispatcher.lock().take();
+        if let Some(d) = dispatcher {
             d.shutdown(Duration::from_secs(1));
         }
     }

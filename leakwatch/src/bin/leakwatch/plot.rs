@@ -575,6 +575,11 @@ fn y_range(lines: &[SeriesLine]) -> (f64, f64) {
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
+    // Near f64::MAX the padded range (or its span) overflows to infinity, and the chart's
+    // tick search never ends: keep the axis within a quarter of the f64 range (points beyond
+    // are clipped; no count gets near that).
+    const LIMIT: f64 = f64::MAX / 8.0;
+    let (lo, hi) = (lo.clamp(-LIMIT, LIMIT), hi.clamp(-LIMIT, LIMIT));
     let pad = if hi > lo {
         (hi - lo) * 0.06
     } else {
@@ -853,6 +858,23 @@ mod tests {
         assert!(classify("memory.allocations", false).rate);
         let g = classify("stats.gauges.app.web1.leakwatch.live.x", true);
         assert_eq!((g.key.as_str(), g.rate), ("live", false));
+    }
+
+    #[test]
+    fn y_range_stays_finite_for_extreme_values() {
+        let line = |pts: Vec<(f64, f64)>| SeriesLine {
+            name: "live.a".into(),
+            last: 0.0,
+            segments: vec![pts],
+        };
+        for pts in [
+            vec![(1.0, 1e308), (2.0, -1e308)],
+            vec![(1.0, 1.7e308), (2.0, 1.7e308)],
+            vec![(1.0, -f64::MAX)],
+        ] {
+            let (a, b) = y_range(&[line(pts.clone())]);
+            assert!(a < b && (b - a).is_finite(), "{pts:?} -> {a}..{b}");
+        }
     }
 
     #[test]
