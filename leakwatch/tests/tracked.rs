@@ -416,7 +416,7 @@ fn appears_in_the_global_snapshot() {
 
 /// Shapes the generated code must cope with: where-clauses, const generics, lifetimes with
 /// bounds, restricted visibility, and type names that match the generated items' names.
-#[allow(dead_code)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
 mod shapes {
     use std::fmt::Debug;
 
