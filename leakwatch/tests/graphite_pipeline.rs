@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use leakwatch::statsd::StatsdExporter;
 use leakwatch::{EventCounter, Registry, Token};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/graphite-stack.sh");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/graphite-stack.sh");
 
 fn statsd_dir() -> PathBuf {
     std::env::var_os("LEAKWATCH_STATSD_DIR")
@@ -314,6 +314,42 @@ fn counts_reach_graphite_through_real_statsd() {
     assert!(
         matches!(&bad, Err(leakwatch::graphite::GraphiteError::Status { status: 400, body, .. }) if body.contains("unknown function")),
         "{bad:?}"
+    );
+
+    // 3. The CLI over the real render API: `leakwatch analyze --graphite` runs the detectors
+    // over the fleet's history in Graphite; a ceiling of 4 watches catches web-1 (5), not
+    // web-2 (3).
+    let fleet_target = "stats.gauges.lwtest.*.leakwatch.live.presence.Watch";
+    let out = Command::new(env!("CARGO_BIN_EXE_leakwatch"))
+        .args([
+            "analyze",
+            "--graphite",
+            &stack.web,
+            "--target",
+            fleet_target,
+        ])
+        .args(["--from", "-5min", "--json", "--ceiling"])
+        .arg(format!("{fleet_target}=4"))
+        .output()
+        .expect("run the leakwatch CLI");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "leakwatch analyze --graphite failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    let over: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("a findings list")
+        .iter()
+        .filter(|f| f["rule"] == "ceiling")
+        .filter_map(|f| f["series"].as_str())
+        .collect();
+    assert_eq!(
+        over,
+        ["stats.gauges.lwtest.web-1.leakwatch.live.presence.Watch"],
+        "{stdout}"
     );
 
     println!("pipeline test took {:.1} s", t0.elapsed().as_secs_f64());
