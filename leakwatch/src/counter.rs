@@ -17,9 +17,9 @@
 //! largest number of threads alive at once. Counting that happens while a thread is being torn
 //! down (after its shard was returned) falls back to shared atomics on the counter itself.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -101,6 +101,9 @@ impl Shard {
 
 /// Every shard ever created (append-only), for readers.
 static ALL_SHARDS: Mutex<Vec<&'static Shard>> = Mutex::new(Vec::new());
+/// `ALL_SHARDS.len()`, published (release) after each push, so a reader can tell cheaply
+/// whether a shard appeared since it copied the list.
+static SHARD_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Shards whose threads have exited, ready for reuse.
 static FREE_SHARDS: Mutex<Vec<&'static Shard>> = Mutex::new(Vec::new());
 /// Next ordinary slot id to hand out (ids below `HOT_SLOTS` are hot); 0 means "not assigned".
@@ -154,7 +157,9 @@ fn claim_shard() -> Option<&'static Shard> {
         Some(s) => s,
         None => {
             let s: &'static Shard = Box::leak(Shard::new());
-            ALL_SHARDS.lock().push(s);
+            let mut all = ALL_SHARDS.lock();
+            all.push(s);
+            SHARD_COUNT.store(all.len(), Ordering::Release);
             s
         }
     };
@@ -352,53 +357,51 @@ impl PairCounter {
     /// `down` is read before `up`, with acquire loads, so `up >= down` holds for any object
     /// whose creation happened-before its drop, even across threads.
     pub(crate) fn read(&self) -> Pair {
-        let id = self.id.load(Ordering::Relaxed);
-        let shards: Vec<&'static Shard> = if id == 0 {
-            Vec::new()
-        } else {
-            ALL_SHARDS.lock().clone()
-        };
-        let mut down = self.shared_down.load(Ordering::Acquire);
-        for s in &shards {
-            if let Some(slot) = s.peek(id) {
-                down += slot.down.load(Ordering::Acquire);
-            }
+        if self.id.load(Ordering::Relaxed) == 0 {
+            return Pair {
+                up: self.shared_up.load(Ordering::Acquire),
+                down: self.shared_down.load(Ordering::Acquire),
+            };
         }
-        let mut up = self.shared_up.load(Ordering::Acquire);
-        for s in &shards {
-            if let Some(slot) = s.peek(id) {
-                up += slot.up.load(Ordering::Acquire);
-            }
-        }
-        Pair { up, down }
+        BatchReader::new().read(self)
     }
 }
 
 /// Reads many counters at once, taking the shard list lock once (used by snapshots).
 pub(crate) struct BatchReader {
-    shards: Vec<&'static Shard>,
+    shards: RefCell<Vec<&'static Shard>>,
 }
 
 impl BatchReader {
     /// Captures the current set of shards.
     pub(crate) fn new() -> Self {
         BatchReader {
-            shards: ALL_SHARDS.lock().clone(),
+            shards: RefCell::new(ALL_SHARDS.lock().clone()),
         }
     }
 
-    /// Same as [`PairCounter::read`], without re-locking the shard list.
+    /// Sums one counter over every shard: all `down`s first, then all `up`s.
+    ///
+    /// An object created on a thread whose shard is newer than our copy of the list, and
+    /// dropped on an older one, would show its drop without its creation. The shard was
+    /// published before that creation, which happened-before the drop we saw, so checking
+    /// the published count between the two passes (and refreshing the copy) finds it.
     pub(crate) fn read(&self, c: &PairCounter) -> Pair {
         let id = c.id.load(Ordering::Relaxed);
         let mut down = c.shared_down.load(Ordering::Acquire);
-        let mut up = c.shared_up.load(Ordering::Acquire);
         if id != 0 {
-            for s in &self.shards {
+            for s in self.shards.borrow().iter() {
                 if let Some(slot) = s.peek(id) {
                     down += slot.down.load(Ordering::Acquire);
                 }
             }
-            for s in &self.shards {
+        }
+        let mut up = c.shared_up.load(Ordering::Acquire);
+        if id != 0 {
+            if SHARD_COUNT.load(Ordering::Acquire) > self.shards.borrow().len() {
+                *self.shards.borrow_mut() = ALL_SHARDS.lock().clone();
+            }
+            for s in self.shards.borrow().iter() {
                 if let Some(slot) = s.peek(id) {
                     up += slot.up.load(Ordering::Acquire);
                 }
@@ -437,6 +440,51 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(C.read(), Pair { up: 3, down: 3 });
+    }
+
+    #[test]
+    fn a_read_sees_the_creation_on_a_shard_newer_than_its_list() {
+        static C: PairCounter = PairCounter::new();
+        C.incr(Half::Up);
+        C.incr(Half::Down); // this thread has a shard and C its id
+        let reader = BatchReader::new();
+        let known = reader.shards.borrow().len();
+        // Park threads on their shards until one of them had to make a new shard (the pool of
+        // returned shards is used first); that thread creates, this one drops.
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = std::sync::Arc::new(parking_lot::Mutex::new(release_rx));
+        let mut parked = Vec::new();
+        loop {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let wait = release_rx.clone();
+            parked.push(std::thread::spawn(move || {
+                let before = SHARD_COUNT.load(Ordering::Acquire);
+                let shard = local_shard().expect("a live thread gets a shard");
+                let fresh = SHARD_COUNT.load(Ordering::Acquire) > before.max(known)
+                    && ALL_SHARDS.lock()[known..]
+                        .iter()
+                        .any(|s| ptr::eq(*s, shard));
+                if fresh {
+                    C.incr(Half::Up);
+                }
+                tx.send(fresh).unwrap();
+                let _ = wait.lock().recv();
+            }));
+            if rx.recv().unwrap() {
+                break;
+            }
+        }
+        C.incr(Half::Down);
+        let pair = reader.read(&C);
+        drop(release_tx);
+        for t in parked {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            pair,
+            Pair { up: 2, down: 2 },
+            "the new shard's creation is counted"
+        );
     }
 
     #[test]
