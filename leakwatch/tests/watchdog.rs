@@ -417,3 +417,55 @@ fn tick_seconds_must_be_positive_and_finite() {
         assert!(e.to_string().contains("tick_seconds"), "{e}");
     }
 }
+
+/// Sends on `tx` when dropped: tells a test that whatever owned it was dropped.
+struct DropSignal(mpsc::Sender<&'static str>, &'static str);
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
+}
+
+#[test]
+fn a_sample_consumer_may_drop_the_watchdog() {
+    let reg = Registry::new();
+    let slot: std::sync::Arc<std::sync::Mutex<Option<Watchdog>>> = Default::default();
+    let (tx, rx) = mpsc::channel();
+    let (slot2, consumer_gone) = (slot.clone(), DropSignal(tx.clone(), "consumer"));
+    let hook_gone = DropSignal(tx, "hook");
+    let wd = Watchdog::builder()
+        .registry(&reg)
+        .interval(Duration::from_millis(1))
+        .hook(move |_: &Alert| {
+            let _ = &hook_gone;
+        })
+        .on_sample(move |_| {
+            let _ = &consumer_gone;
+            // Runs on the watchdog thread: dropping the watchdog here must not join itself.
+            let taken = slot2.lock().unwrap().take();
+            drop(taken);
+        })
+        .start()
+        .unwrap();
+    *slot.lock().unwrap() = Some(wd);
+    // The consumer is dropped with the sampler at the end of the thread, the hook when its
+    // queue is closed: both happen only if the thread really ended.
+    let mut gone = Vec::new();
+    while gone.len() < 2 {
+        gone.push(
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("the watchdog thread ended and its hooks were shut down"),
+        );
+    }
+    gone.sort_unstable();
+    assert_eq!(gone, ["consumer", "hook"]);
+    let panics = reg
+        .snapshot()
+        .get("leakwatch.sample_consumer.panics")
+        .map_or(0, |s| s.created);
+    assert_eq!(
+        panics, 0,
+        "dropping the watchdog from its own thread panicked"
+    );
+    assert!(slot.lock().unwrap().is_none());
+}

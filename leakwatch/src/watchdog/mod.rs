@@ -394,6 +394,16 @@ impl Shared {
         true
     }
 
+    /// Closes the hook queues and gives hooks up to a second to drain; idempotent.
+    fn shutdown_dispatcher(&self) {
+        // Take the dispatcher out before waiting on it: a scope finding raised on another
+        // thread meanwhile must not block on this lock for the drain's second.
+        let dispatcher = self.dispatcher.lock().take();
+        if let Some(d) = dispatcher {
+            d.shutdown(Duration::from_secs(1));
+        }
+    }
+
     fn dispatch(&self, alert: Alert) {
         if let Some(d) = self.dispatcher.lock().as_ref() {
             d.send(alert);
@@ -467,6 +477,9 @@ impl Sampler {
         if let Some(r) = &mut self.recording {
             let _ = r.flush();
         }
+        // When the watchdog is dropped from this thread (by a sample consumer) nobody can
+        // join it, so the drain happens here; otherwise `shutdown` finds nothing left to do.
+        self.shared.shutdown_dispatcher();
     }
 
     fn tick(&mut self, t: f64) {
@@ -590,6 +603,10 @@ impl Watchdog {
     }
 
     /// Stops sampling and waits for the thread; hooks get up to a second to drain.
+    ///
+    /// From the watchdog's own thread (a sample consumer stopping or dropping it) it cannot
+    /// wait for itself: it only signals the stop, and the thread ends, draining the hooks,
+    /// once the consumer returns.
     pub fn stop(mut self) {
         self.shutdown();
     }
@@ -599,14 +616,15 @@ impl Watchdog {
         *self.stop.0.lock() = true;
         self.stop.1.notify_all();
         if let Some(t) = self.thread.take() {
+            if t.thread().id() == std::thread::current().id() {
+                // Dropped by a sample consumer: joining ourselves would fail (EDEADLK). The
+                // loop sees `stop` once the consumer returns and drains the hooks on its way out.
+                return;
+            }
             let _ = t.join();
         }
-        // Take the dispatcher out before waiting on it: a scope finding raised on another
-        // thread meanwhile must not block on this lock for the drain's second.
-        let dispatcher = self.shared.dispatcher.lock().take();
-        if let Some(d) = dispatcher {
-            d.shutdown(Duration::from_secs(1));
-        }
+        // Normally the sampler already drained the hooks; this covers a sampler that panicked.
+        self.shared.shutdown_dispatcher();
     }
 }
 
