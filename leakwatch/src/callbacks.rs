@@ -33,7 +33,11 @@ trait Unsubscribe: Send + Sync {
 
 impl<E: 'static> Unsubscribe for Shared<E> {
     fn unsubscribe(&self, id: u64) {
-        self.subscribers.write().remove(&id);
+        let removed = self.subscribers.write().remove(&id);
+        // Dropped only now, with the lock released: the closure may own another subscription
+        // of this registry, or hold something whose `Drop` emits or asks for `len`, and either
+        // would deadlock on the write lock.
+        drop(removed);
     }
 }
 
@@ -63,9 +67,11 @@ impl<E> Clone for Callbacks<E> {
 
 impl<E> fmt::Debug for Callbacks<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Read first: a guard in the chain would stay alive while the formatter's writer runs.
+        let registered = self.shared.subscribers.read().len();
         f.debug_struct("Callbacks")
             .field("name", &self.shared.series.name)
-            .field("registered", &self.shared.subscribers.read().len())
+            .field("registered", &registered)
             .finish()
     }
 }
@@ -196,6 +202,67 @@ impl fmt::Debug for Subscription {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Runs `scenario` on its own thread so that a deadlock fails the test instead of hanging
+    /// the whole run.
+    fn finishes(scenario: impl FnOnce() + Send + 'static) {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            scenario();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("the scenario deadlocked or panicked");
+    }
+
+    /// Calls back into its registry when dropped.
+    struct AsksLenOnDrop(Callbacks<()>, Arc<AtomicUsize>);
+
+    impl Drop for AsksLenOnDrop {
+        fn drop(&mut self) {
+            self.1.store(self.0.len() + 100, Ordering::Relaxed);
+            self.0.emit(&());
+        }
+    }
+
+    #[test]
+    fn dropping_a_callback_that_owns_another_subscription_does_not_deadlock() {
+        finishes(|| {
+            let reg = Registry::new();
+            let cbs = Callbacks::<()>::new_in(&reg, "nested");
+            let inner = cbs.register(|_| {});
+            let outer = cbs.register(move |_| {
+                let _keep = &inner;
+            });
+            assert_eq!(cbs.len(), 2);
+            drop(outer);
+            assert!(
+                cbs.is_empty(),
+                "the inner subscription went with the outer closure"
+            );
+        });
+    }
+
+    #[test]
+    fn a_callback_whose_drop_calls_back_into_the_registry_does_not_deadlock() {
+        finishes(|| {
+            let reg = Registry::new();
+            let cbs = Callbacks::<()>::new_in(&reg, "drop-calls-back");
+            let seen = Arc::new(AtomicUsize::new(0));
+            let guard = AsksLenOnDrop(cbs.clone(), seen.clone());
+            let sub = cbs.register(move |_| {
+                let _keep = &guard;
+            });
+            drop(sub);
+            assert_eq!(
+                seen.load(Ordering::Relaxed),
+                100,
+                "len was 0 once unregistered"
+            );
+        });
+    }
 
     #[test]
     fn emit_reaches_live_subscribers_only() {
