@@ -353,3 +353,77 @@ fn the_watchdog_drives_the_export_and_sends_its_alerts() {
         "late registration counted on the scope series: {lines:?}"
     );
 }
+
+/// Two threads flushing at once (the watchdog's tick and an explicit flush) must not both
+/// send a counter's delta. The overlap is up to the scheduler, so without serialised
+/// flushes this fails most runs rather than every run.
+#[test]
+fn concurrent_flushes_send_each_counter_delta_once() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let exp = exporter(&rx, &reg);
+    let recorder = exp.metrics_recorder();
+    // Many counters make each flush long enough for two of them to overlap often.
+    const COUNTERS: usize = 100;
+    const ROUNDS: u64 = 5_000;
+    let counters: Vec<metrics::Counter> = metrics::with_local_recorder(&recorder, || {
+        (0..COUNTERS)
+            .map(|i| metrics::counter!(format!("jobs{i}")))
+            .collect()
+    });
+    // Collect on a thread of its own so the socket buffer never overflows.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            loop {
+                let batch = rx.lines(Duration::from_millis(100));
+                if batch.is_empty() && done.load(std::sync::atomic::Ordering::Acquire) {
+                    return lines;
+                }
+                lines.extend(batch);
+            }
+        })
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let flushers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                        exp.flush(Duration::ZERO);
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..ROUNDS {
+            for c in &counters {
+                c.increment(1);
+            }
+            std::thread::yield_now();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        for f in flushers {
+            f.join().unwrap();
+        }
+    });
+    assert!(exp.flush(Duration::from_secs(5)));
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let lines = collector.join().unwrap();
+    // As f64: a delta computed from a `sent` that moved backwards wraps to ~1.8e19.
+    let sent: f64 = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("app.web-1.jobs"))
+        .map(|l| {
+            let v = l.split_once(':').unwrap().1;
+            v.strip_suffix("|c").unwrap().parse::<f64>().unwrap()
+        })
+        .sum();
+    assert_eq!(exp.dropped(), 0);
+    assert_eq!(
+        sent,
+        (COUNTERS as u64 * ROUNDS) as f64,
+        "each increment reaches StatsD exactly once"
+    );
+}

@@ -103,6 +103,11 @@ pub(crate) struct UserMetrics {
     gauges: RwLock<HashMap<Key, Arc<UserGauge>>>,
     histograms: RwLock<HashMap<Key, Arc<UserHistogram>>>,
     units: RwLock<HashMap<String, Unit>>,
+    /// Held for a whole [`flush`](Self::flush): a counter's delta is read (`total - sent`)
+    /// and committed (`sent = total`) in two steps, so two flushes at once (the watchdog's
+    /// tick and an explicit `flush`) would both send the same delta, and the later commit of
+    /// an older total could move `sent` back and send part of it a third time.
+    flushing: Mutex<()>,
 }
 
 impl UserMetrics {
@@ -119,6 +124,7 @@ impl UserMetrics {
             gauges: RwLock::default(),
             histograms: RwLock::default(),
             units: RwLock::default(),
+            flushing: Mutex::new(()),
         }
     }
 
@@ -148,6 +154,7 @@ impl UserMetrics {
         datagram_size: usize,
         refresh: bool,
     ) -> (usize, usize) {
+        let _one_at_a_time = self.flushing.lock();
         let mut batch: Batch<Commit> = Batch::new(datagram_size);
         let mut apply = |c: Commit| match c {
             Commit::Counter(c, total) => {
