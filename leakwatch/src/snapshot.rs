@@ -51,6 +51,13 @@ impl SeriesKind {
         }
     }
 
+    /// Whether `live` counts items that exist now and should eventually go away. False for
+    /// [`Counter`](SeriesKind::Counter), whose `live` is its running total of events: a counter
+    /// that moved is not a leak.
+    pub fn has_live_items(self) -> bool {
+        !matches!(self, SeriesKind::Counter)
+    }
+
     /// Lower-case name used in tables and JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -544,9 +551,12 @@ pub struct SnapshotDiff {
 }
 
 impl SnapshotDiff {
-    /// Series whose live count grew.
+    /// Series whose live count grew: the candidates for a leak. Event counters are left out
+    /// (see [`SeriesKind::has_live_items`]) but stay in [`changes`](Self::changes).
     pub fn grown(&self) -> impl Iterator<Item = &SeriesChange> {
-        self.changes.iter().filter(|c| c.live > 0)
+        self.changes
+            .iter()
+            .filter(|c| c.live > 0 && c.kind.has_live_items())
     }
 
     /// Whether nothing changed.
@@ -626,5 +636,26 @@ impl fmt::Display for Snapshot {
             writeln!(f, "finding: {finding}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{EventCounter, Registry, Token};
+
+    #[test]
+    fn event_counters_show_in_the_diff_but_never_grow() {
+        let reg = Registry::new();
+        let base = reg.snapshot();
+        let requests = EventCounter::new_in(&reg, "requests");
+        requests.add(3);
+        let kept = Token::new_in(&reg, "kept");
+        let diff = reg.snapshot().diff(&base);
+        let names = |it: &mut dyn Iterator<Item = &super::SeriesChange>| {
+            it.map(|c| c.name.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&mut diff.changes.iter()), ["kept", "requests"]);
+        assert_eq!(names(&mut diff.grown()), ["kept"]);
+        drop(kept);
     }
 }
