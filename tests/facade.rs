@@ -76,3 +76,34 @@ fn prefix_is_configurable_and_nothing_is_installed_globally() {
     // Publishing with no recorder installed is a no-op, not an error.
     bridge.publish(&reg.snapshot());
 }
+
+#[test]
+fn series_of_different_kinds_with_one_name_keep_their_own_totals() {
+    // A token kind and a callback registry both named `jobs` both flatten to `created.jobs`.
+    let reg = Registry::new();
+    let recorder = DebuggingRecorder::new();
+    let mut bridge = MetricsBridge::new();
+    let _a = Token::new_in(&reg, "jobs");
+    let _b = Token::new_in(&reg, "jobs");
+    let cbs = Callbacks::<u8>::new_in(&reg, "jobs");
+    let _sub = cbs.register(|_| {});
+    let created =
+        |recorder: &DebuggingRecorder| match value(&read(recorder), "leakwatch.created.jobs") {
+            Some(DebugValue::Counter(n)) => *n,
+            None => 0,
+            other => panic!("not a counter: {other:?}"),
+        };
+
+    metrics::with_local_recorder(&recorder, || bridge.publish(&reg.snapshot()));
+    assert_eq!(created(&recorder), 3, "2 tokens + 1 registration");
+    // Nothing changed: each series' delta is 0. Keyed by name alone, the two totals
+    // overwrote each other and every publish added a phantom difference.
+    for _ in 0..3 {
+        metrics::with_local_recorder(&recorder, || bridge.publish(&reg.snapshot()));
+    }
+    // (Each read of the debugging recorder returns the increments since the last read.)
+    assert_eq!(created(&recorder), 0);
+    let _c = Token::new_in(&reg, "jobs");
+    metrics::with_local_recorder(&recorder, || bridge.publish(&reg.snapshot()));
+    assert_eq!(created(&recorder), 1);
+}

@@ -17,20 +17,24 @@
 //! bridge.publish(&reg.snapshot()); // goes to whatever recorder is installed (none here)
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::registry::Registry;
-use crate::snapshot::{MetricKind, Snapshot};
+use crate::snapshot::{MetricKind, MetricNames, Snapshot};
 
 /// Publishes snapshots through the `metrics` facade.
 #[derive(Debug)]
 pub struct MetricsBridge {
     prefix: String,
-    last_totals: HashMap<String, u64>,
+    /// Interns each metric per series: a token kind and a connection tracker both named
+    /// `jobs` both have `created.jobs`, and each needs its own last total, or they overwrite
+    /// each other's and every publish sends the difference between them.
+    names: MetricNames,
+    /// Last counter total published, by interned metric id.
+    last_totals: Vec<Option<u64>>,
 }
 
 impl Default for MetricsBridge {
@@ -49,27 +53,31 @@ impl MetricsBridge {
     pub fn with_prefix(prefix: &str) -> Self {
         MetricsBridge {
             prefix: prefix.trim_end_matches('.').to_owned(),
-            last_totals: HashMap::new(),
-        }
-    }
-
-    fn key(&self, name: &str) -> String {
-        if self.prefix.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}.{}", self.prefix, name)
+            names: MetricNames::new(),
+            last_totals: Vec::new(),
         }
     }
 
     /// Sets every gauge and increments every counter by its change since the last publish.
+    /// Series of different kinds that share a name publish to the same `metrics` key: their
+    /// counters add up, and the last gauge set wins.
     pub fn publish(&mut self, snapshot: &Snapshot) {
-        for m in snapshot.metrics() {
-            let key = self.key(&m.name);
+        let prefix = &self.prefix;
+        for m in self.names.flatten(snapshot) {
+            let key = if prefix.is_empty() {
+                m.name.to_owned()
+            } else {
+                format!("{prefix}.{}", m.name)
+            };
             match m.kind {
                 MetricKind::Gauge => metrics::gauge!(key).set(m.value),
                 MetricKind::Counter => {
                     let total = m.value as u64;
-                    let last = self.last_totals.insert(m.name, total).unwrap_or(0);
+                    let i = m.id as usize;
+                    if i >= self.last_totals.len() {
+                        self.last_totals.resize(i + 1, None);
+                    }
+                    let last = self.last_totals[i].replace(total).unwrap_or(0);
                     // A total can only fall if its series was recreated; count from zero again.
                     let delta = if total >= last { total - last } else { total };
                     if delta > 0 {
