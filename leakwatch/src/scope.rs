@@ -258,8 +258,10 @@ impl ScopeInner {
         let has_items = !st.bound.is_empty();
         drop(st);
         self.series.items.incr(Half::Down);
-        if has_items {
-            janitor().schedule(Instant::now() + self.grace, Arc::downgrade(self));
+        // A grace too long to add to a clock (e.g. `Duration::MAX`) means "never report"; this
+        // also runs from `Drop`, where a panic during unwinding would abort.
+        if has_items && let Some(due) = Instant::now().checked_add(self.grace) {
+            janitor().schedule(due, Arc::downgrade(self));
         }
         true
     }
@@ -360,7 +362,7 @@ impl ScopeBuilder {
     }
 
     /// How long bound items may outlive the close before they are reported
-    /// (default [`DEFAULT_GRACE`]).
+    /// (default [`DEFAULT_GRACE`]). `Duration::MAX` never reports them.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -625,6 +627,30 @@ mod tests {
         let snap = reg.snapshot();
         assert_eq!(snap.get("conn").unwrap().extra("outlived"), 0);
         assert!(snap.findings.is_empty());
+    }
+
+    #[test]
+    fn an_endless_grace_never_reports_and_closes_without_panicking() {
+        let reg = Registry::new();
+        let s = Scope::builder("conn")
+            .registry(&reg)
+            .grace(Duration::MAX)
+            .open();
+        let kept = s.token("relay").unwrap();
+        assert!(s.close());
+        s.check_now();
+        // The same close, from the last handle's `Drop`.
+        let dropped = Scope::builder("conn2")
+            .registry(&reg)
+            .grace(Duration::MAX)
+            .open();
+        let kept2 = dropped.token("relay2").unwrap();
+        drop(dropped);
+        let snap = reg.snapshot();
+        assert_eq!(snap.live("conn") + snap.live("conn2"), 0, "both closed");
+        assert_eq!(snap.get("conn").unwrap().extra("outlived"), 0);
+        assert!(snap.findings.is_empty());
+        drop((kept, kept2));
     }
 
     #[test]

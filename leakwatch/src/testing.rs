@@ -92,14 +92,15 @@ pub fn assert_returns_to(base: &Snapshot) {
 }
 
 /// Like [`assert_returns_to`], but gives asynchronous cleanup (other threads, tasks) up to
-/// `timeout` to finish before failing.
+/// `timeout` to finish before failing. A timeout too long to add to the clock (e.g.
+/// `Duration::MAX`) waits for as long as it takes.
 #[track_caller]
 pub fn assert_returns_within(base: &Snapshot, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now().checked_add(timeout);
     loop {
         match check_returns_to(base) {
             Ok(()) => return,
-            Err(leaks) if Instant::now() >= deadline => panic!("{leaks}"),
+            Err(leaks) if deadline.is_some_and(|d| Instant::now() >= d) => panic!("{leaks}"),
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
@@ -150,6 +151,14 @@ mod tests {
             drop(t);
         });
         assert_returns_within(&base, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_endless_timeout_is_accepted() {
+        let reg = Registry::new();
+        let base = reg.snapshot();
+        drop(Token::new_in(&reg, "temp"));
+        assert_returns_within(&base, Duration::MAX);
     }
 
     #[test]
