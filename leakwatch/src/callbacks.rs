@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
@@ -18,7 +18,14 @@ use crate::site::SiteLocation;
 use crate::snapshot::SeriesKind;
 use crate::token::Token;
 
-type Callback<E> = Arc<dyn Fn(&E) + Send + Sync>;
+/// A registered callback. `alive` is cleared on unsubscribe so that an emit which copied the
+/// list before the unsubscribe skips it; generic over `F` only to build it unsized in place.
+struct Entry<F: ?Sized> {
+    alive: AtomicBool,
+    f: F,
+}
+
+type Callback<E> = Arc<Entry<dyn Fn(&E) + Send + Sync>>;
 
 struct Shared<E> {
     series: Arc<Series>,
@@ -34,6 +41,9 @@ trait Unsubscribe: Send + Sync {
 impl<E: 'static> Unsubscribe for Shared<E> {
     fn unsubscribe(&self, id: u64) {
         let removed = self.subscribers.write().remove(&id);
+        if let Some(entry) = &removed {
+            entry.alive.store(false, Ordering::Release);
+        }
         // Dropped only now, with the lock released: the closure may own another subscription
         // of this registry, or hold something whose `Drop` emits or asks for `len`, and either
         // would deadlock on the write lock.
@@ -99,11 +109,16 @@ impl<E: 'static> Callbacks<E> {
     }
 
     /// Registers `f`; it is called on every [`emit`](Self::emit) until the returned
-    /// subscription is dropped.
+    /// subscription is dropped. No call to `f` starts after the drop, not even from an emit
+    /// already under way (e.g. one whose earlier callback dropped it); a call that another
+    /// thread started before (or while racing with) the drop runs to its end.
     #[track_caller]
     pub fn register(&self, f: impl Fn(&E) + Send + Sync + 'static) -> Subscription {
         self.insert(
-            Arc::new(f),
+            Arc::new(Entry {
+                alive: AtomicBool::new(true),
+                f,
+            }),
             Token::for_series(self.shared.series.clone(), Location::caller()),
         )
     }
@@ -121,7 +136,13 @@ impl<E: 'static> Callbacks<E> {
         let mut token = Token::for_series(self.shared.series.clone(), site);
         // The token is created first so a refused attempt is visible as created+dropped.
         scope.bind_site(&mut token, site)?;
-        Ok(self.insert(Arc::new(f), token))
+        Ok(self.insert(
+            Arc::new(Entry {
+                alive: AtomicBool::new(true),
+                f,
+            }),
+            token,
+        ))
     }
 
     fn insert(&self, f: Callback<E>, token: Token) -> Subscription {
@@ -138,13 +159,18 @@ impl<E: 'static> Callbacks<E> {
     /// Calls every registered callback with `event`; returns how many were called.
     ///
     /// Callbacks run outside the registry's lock, so they may register or drop subscriptions.
+    /// One registered during the emit is first called by the next emit; one dropped during the
+    /// emit is not called after its drop.
     pub fn emit(&self, event: &E) -> usize {
         let callbacks: Vec<Callback<E>> =
             self.shared.subscribers.read().values().cloned().collect();
+        let mut n = 0;
         for cb in &callbacks {
-            cb(event);
+            if cb.alive.load(Ordering::Acquire) {
+                (cb.f)(event);
+                n += 1;
+            }
         }
-        let n = callbacks.len();
         self.shared.series.bump("emitted", 1);
         self.shared.series.bump("delivered", n as u64);
         n
@@ -308,6 +334,34 @@ mod tests {
         *slot.lock() = Some(s);
         assert_eq!(cbs.emit(&()), 1);
         assert_eq!(cbs.emit(&()), 0);
+    }
+
+    #[test]
+    fn a_callback_dropped_by_an_earlier_one_in_the_same_emit_is_not_called() {
+        let reg = Registry::new();
+        let cbs = Callbacks::<()>::new_in(&reg, "dropped-mid-emit");
+        let victim: Arc<parking_lot::Mutex<Option<Subscription>>> = Default::default();
+        let first = {
+            let victim = victim.clone();
+            cbs.register(move |_| drop(victim.lock().take()))
+        };
+        let victim_calls = Arc::new(AtomicUsize::new(0));
+        *victim.lock() = Some({
+            let calls = victim_calls.clone();
+            cbs.register(move |_| {
+                calls.fetch_add(1, Ordering::Relaxed);
+            })
+        });
+        assert_eq!(cbs.emit(&()), 1, "only the first callback ran");
+        assert_eq!(victim_calls.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            reg.snapshot()
+                .get("dropped-mid-emit")
+                .unwrap()
+                .extra("delivered"),
+            1
+        );
+        drop(first);
     }
 
     #[test]
