@@ -7,10 +7,14 @@
 //! sum all shards. An object created on one thread and dropped on another is counted correctly:
 //! each thread only counts what it did, and `live = Σup − Σdown`.
 //!
-//! Counters on the hottest path (`#[tracked]` types, created and dropped as often as the
-//! program allocates) can take a *hot* id: their slots sit inline at the start of every shard, so
-//! an increment is one thread-local load, one relaxed load and one store, with no chunk pointer
-//! to chase. Everything else uses lazily allocated chunks.
+//! Counters on a hot path can take a *hot* id: their slots sit inline at the start of every
+//! shard, so an increment is one thread-local load, one relaxed load and one store, with no
+//! chunk pointer to chase. Everything else uses lazily allocated chunks.
+//!
+//! `#[tracked]` types, created and dropped as often as the program allocates, go one step
+//! further with [`StripedCounter`]: the per-thread slots live inside the type's own `static`
+//! and a thread-local stripe number picks one, which saves loading the counter's slot id on
+//! every create and drop (measured: 1.06× instead of 1.11× untracked on the counting bench).
 //!
 //! Shards are never freed: when a thread exits its shard goes back to a pool and the next new
 //! thread continues from its totals, so no count is ever lost and memory is bounded by the
@@ -115,9 +119,22 @@ static NEXT_HOT_ID: AtomicU32 = AtomicU32::new(1);
 /// dereferenced).
 const RETIRED: *const Shard = ptr::dangling();
 
+/// Stripes per [`StripedCounter`]: threads alive at once beyond this count through shards.
+pub(crate) const STRIPES: usize = 64;
+/// `STRIPE` value of a thread that has no stripe and will not get one (none were free, or the
+/// thread is exiting).
+const NO_STRIPE: u32 = u32::MAX;
+/// Stripe numbers (1-based) returned by exited threads, for reuse.
+static FREE_STRIPES: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Next never-used stripe number.
+static NEXT_STRIPE: AtomicU32 = AtomicU32::new(1);
+
 thread_local! {
     // Const-initialised and without a destructor: the fastest kind of thread-local access.
     static LOCAL: Cell<*const Shard> = const { Cell::new(ptr::null()) };
+    // This thread's stripe number in every `StripedCounter` (1..=STRIPES), 0 before the first
+    // claim, NO_STRIPE when it has none.
+    static STRIPE: Cell<u32> = const { Cell::new(0) };
     // Lazily registered; its destructor hands the shard back when the thread exits.
     static RETURNER: ShardReturner = const { ShardReturner };
 }
@@ -126,6 +143,11 @@ struct ShardReturner;
 
 impl Drop for ShardReturner {
     fn drop(&mut self) {
+        let stripe = STRIPE.with(|s| s.replace(NO_STRIPE));
+        if stripe != 0 && stripe != NO_STRIPE {
+            // The slots keep their totals: the next thread continues from them.
+            FREE_STRIPES.lock().push(stripe);
+        }
         let shard = LOCAL.with(|l| l.replace(RETIRED));
         if !shard.is_null() && shard != RETIRED {
             // SAFETY: every non-sentinel pointer in LOCAL came from a leaked `&'static Shard`.
@@ -251,24 +273,6 @@ impl PairCounter {
         }
     }
 
-    /// Whether this counter has its slot id yet (it gets one on first use).
-    #[inline]
-    pub(crate) fn has_id(&self) -> bool {
-        self.id.load(Ordering::Relaxed) != 0
-    }
-
-    /// Assigns the slot id now; true if this call assigned it (so exactly one caller runs
-    /// first-use registration).
-    #[cold]
-    pub(crate) fn claim_id(&self) -> bool {
-        if self.has_id() {
-            return false;
-        }
-        self.id
-            .compare_exchange(0, self.fresh_id(), Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    }
-
     /// A never-used id: hot if asked for and any are left.
     fn fresh_id(&self) -> u32 {
         if self.hot {
@@ -365,6 +369,126 @@ impl PairCounter {
         }
         BatchReader::new().read(self)
     }
+}
+
+/// A [`Slot`] alone on its cache line, so two threads' stripes never share one.
+#[repr(align(64))]
+struct PaddedSlot(Slot);
+
+/// A pair counter whose per-thread slots live inside the counter itself (one cache line per
+/// thread, for the first [`STRIPES`] threads alive at once), for `#[tracked]` types.
+///
+/// Why a second design: a shard slot is found from the counter's runtime id, one load and one
+/// compare more on every create and drop than a slot at a fixed address. Here the address is
+/// the counter's own (a `static` per tracked type) plus the thread's stripe number, so the fast
+/// path is one thread-local load, one compare and the increment. Threads beyond the stripes,
+/// and threads that are exiting, count through the inner shard-based [`PairCounter`].
+pub(crate) struct StripedCounter {
+    stripes: [PaddedSlot; STRIPES],
+    others: PairCounter,
+}
+
+impl StripedCounter {
+    /// A counter at zero.
+    pub(crate) const fn new() -> Self {
+        StripedCounter {
+            stripes: [const {
+                PaddedSlot(Slot {
+                    up: AtomicU64::new(0),
+                    down: AtomicU64::new(0),
+                })
+            }; STRIPES],
+            others: PairCounter::new_hot(),
+        }
+    }
+
+    /// Adds one to `half` on this thread's stripe; returns the stripe's previous total (0 the
+    /// first time this stripe counts for this counter), or `None` if the thread has no stripe
+    /// (nothing counted; use [`add_slow`](Self::add_slow)).
+    #[inline(always)]
+    pub(crate) fn try_incr(&self, half: Half) -> Option<u64> {
+        let stripe = STRIPE.try_with(|s| s.get()).unwrap_or(NO_STRIPE) as usize;
+        let i = stripe.wrapping_sub(1);
+        if i < STRIPES {
+            // SAFETY: `i < STRIPES` was just checked.
+            let slot = unsafe { &self.stripes.get_unchecked(i).0 };
+            let cell = match half {
+                Half::Up => &slot.up,
+                Half::Down => &slot.down,
+            };
+            // Single writer: the stripe belongs to this thread until it exits (handed over
+            // through FREE_STRIPES' lock). Release pairs with the readers' acquire.
+            let old = cell.load(Ordering::Relaxed);
+            cell.store(old + 1, Ordering::Release);
+            Some(old)
+        } else {
+            None
+        }
+    }
+
+    /// Adds one to `half` on any path: claims a stripe for the thread if it never had one,
+    /// else counts through the shards.
+    #[inline(never)]
+    pub(crate) fn add_slow(&self, half: Half) {
+        if claim_stripe()
+            && let Some(_) = self.try_incr(half)
+        {
+            return;
+        }
+        self.others.add(half, 1);
+    }
+
+    /// Sums every thread's totals (`down` before `up`, as [`PairCounter::read`]).
+    pub(crate) fn read(&self) -> Pair {
+        self.read_with(|c| c.read())
+    }
+
+    /// [`read`](Self::read) with the shard part read through `reader`.
+    pub(crate) fn read_batch(&self, reader: &BatchReader) -> Pair {
+        self.read_with(|c| reader.read(c))
+    }
+
+    fn read_with(&self, others: impl FnOnce(&PairCounter) -> Pair) -> Pair {
+        // Every `down` is read before the `up` it could pair with: stripe downs, then the
+        // shard part (itself downs before ups), then stripe ups.
+        let mut down = 0;
+        for s in &self.stripes {
+            down += s.0.down.load(Ordering::Acquire);
+        }
+        let rest = others(&self.others);
+        let mut up = 0;
+        for s in &self.stripes {
+            up += s.0.up.load(Ordering::Acquire);
+        }
+        Pair {
+            up: up + rest.up,
+            down: down + rest.down,
+        }
+    }
+}
+
+/// Gives this thread a stripe if it never had one; true if it has one now.
+#[cold]
+fn claim_stripe() -> bool {
+    if STRIPE.try_with(|s| s.get()).unwrap_or(NO_STRIPE) != 0 {
+        return false;
+    }
+    // The returner hands the stripe back at thread exit; a thread already tearing down its
+    // thread-locals gets none.
+    if RETURNER.try_with(|_| ()).is_err() {
+        let _ = STRIPE.try_with(|s| s.set(NO_STRIPE));
+        return false;
+    }
+    let stripe = FREE_STRIPES.lock().pop().or_else(|| {
+        NEXT_STRIPE
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n as usize <= STRIPES).then_some(n + 1)
+            })
+            .ok()
+    });
+    let stripe = stripe.unwrap_or(NO_STRIPE);
+    let _ = STRIPE.try_with(|s| s.set(stripe));
+    stripe != NO_STRIPE
 }
 
 /// Reads many counters at once, taking the shard list lock once (used by snapshots).
@@ -485,6 +609,70 @@ mod tests {
             Pair { up: 2, down: 2 },
             "the new shard's creation is counted"
         );
+    }
+
+    fn striped_incr(c: &StripedCounter, half: Half) {
+        if c.try_incr(half).is_none() {
+            c.add_slow(half);
+        }
+    }
+
+    #[test]
+    fn striped_counts_beyond_the_stripes_and_across_threads() {
+        static C: StripedCounter = StripedCounter::new();
+        const THREADS: usize = STRIPES + 16;
+        // All alive at once, so at least 16 of them find no stripe and count through shards.
+        let barrier = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        striped_incr(&C, Half::Up);
+                    }
+                    barrier.wait();
+                });
+            }
+        });
+        assert!(
+            C.others.read().up >= 16 * 100,
+            "threads without a stripe were counted"
+        );
+        for _ in 0..THREADS * 100 {
+            striped_incr(&C, Half::Down); // dropped on another thread
+        }
+        let n = (THREADS * 100) as u64;
+        assert_eq!(C.read(), Pair { up: n, down: n });
+        // Stripes of exited threads are reused and keep their totals.
+        for round in 1..=3u64 {
+            std::thread::spawn(|| striped_incr(&C, Half::Up))
+                .join()
+                .unwrap();
+            assert_eq!(C.read().up, n + round);
+        }
+        assert_eq!(C.read_batch(&BatchReader::new()), C.read());
+    }
+
+    #[test]
+    fn drops_during_thread_teardown_still_count() {
+        static C: StripedCounter = StripedCounter::new();
+        struct DropsLate;
+        impl Drop for DropsLate {
+            fn drop(&mut self) {
+                striped_incr(&C, Half::Down);
+            }
+        }
+        thread_local! {
+            static LATE: std::cell::RefCell<Option<DropsLate>> = const { std::cell::RefCell::new(None) };
+        }
+        std::thread::spawn(|| {
+            // Registered before the stripe's returner, so destroyed after it: the drop counts
+            // with the thread's stripe already handed back.
+            LATE.with(|l| *l.borrow_mut() = Some(DropsLate));
+            striped_incr(&C, Half::Up);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(C.read(), Pair { up: 1, down: 1 });
     }
 
     #[test]

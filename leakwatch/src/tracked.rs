@@ -2,9 +2,9 @@
 //! zero-sized [`Tracker`] field that the attribute injects.
 
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::counter::{BatchReader, Half, Pair, PairCounter};
+use crate::counter::{BatchReader, Half, Pair, PairCounter, StripedCounter};
 use crate::registry::record_peak;
 use crate::snapshot::{Counts, SeriesKind, SeriesSnapshot};
 
@@ -24,7 +24,9 @@ enum Size {
 pub struct TypeStats {
     name: &'static str,
     size: Size,
-    counter: PairCounter,
+    counter: StripedCounter,
+    /// Set once the type is in the registry.
+    registered: AtomicBool,
     /// Bytes created/dropped, used only by generic types (`Size::PerInstance`).
     bytes: PairCounter,
     peak: AtomicU64,
@@ -51,8 +53,8 @@ impl TypeStats {
         TypeStats {
             name,
             size,
-            // Hot: a slot inline in every thread's shard, the cheapest counter there is.
-            counter: PairCounter::new_hot(),
+            counter: StripedCounter::new(),
+            registered: AtomicBool::new(false),
             bytes: PairCounter::new_hot(),
             peak: AtomicU64::new(0),
         }
@@ -66,26 +68,29 @@ impl TypeStats {
     /// Counts one new instance.
     #[inline]
     pub fn on_create(&'static self) {
-        // After the first instance the counter has its (hot) id, so this is the whole cost.
-        if !self.counter.try_add_fast(Half::Up, 1) {
-            self.create_slow();
+        // The increment already loaded the stripe's old total: 0 means this stripe never saw
+        // an instance, the only time registration can be missing, at no extra load.
+        match self.counter.try_incr(Half::Up) {
+            Some(0) => self.ensure_registered(),
+            Some(_) => {}
+            None => self.create_slow(),
         }
     }
 
     /// Counts one dropped instance.
     #[inline]
     pub fn on_drop(&'static self) {
-        self.counter.incr(Half::Down);
+        if self.counter.try_incr(Half::Down).is_none() {
+            self.counter.add_slow(Half::Down);
+        }
     }
 
-    /// First instance (registers the type), or a thread without a shard yet.
+    /// A thread without a stripe (yet).
     #[cold]
     #[inline(never)]
     fn create_slow(&'static self) {
-        if !self.counter.has_id() {
-            self.first_use();
-        }
-        self.counter.add_slow(Half::Up, 1);
+        self.ensure_registered();
+        self.counter.add_slow(Half::Up);
     }
 
     /// Adds `n` bytes created (`Half::Up`) or dropped, for generic types.
@@ -95,8 +100,13 @@ impl TypeStats {
     }
 
     #[cold]
-    fn first_use(&'static self) {
-        if self.counter.claim_id() {
+    fn ensure_registered(&'static self) {
+        if !self.registered.load(Ordering::Acquire)
+            && self
+                .registered
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
             crate::registry::register_type(self);
         }
     }
@@ -123,7 +133,7 @@ impl TypeStats {
     }
 
     pub(crate) fn snapshot(&self, reader: &BatchReader) -> SeriesSnapshot {
-        let pair = reader.read(&self.counter);
+        let pair = self.counter.read_batch(reader);
         let live = pair.live();
         SeriesSnapshot {
             name: self.name.to_owned(),
