@@ -20,8 +20,9 @@
 //! error naming `file:line`.
 //!
 //! Size is bounded by rotation: when a file exceeds its byte limit it is renamed to
-//! `<file>.1` (older parts shift to `.2`, ... up to the number kept) and a new file starts with
-//! a new header whose `part` increases; `t` keeps counting from the original start.
+//! `<file>.1` (older parts shift to `.2`, ... up to the number kept, at most [`MAX_KEEP`])
+//! and a new file starts with a new header whose `part` increases; `t` keeps counting from
+//! the original start.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -297,12 +298,20 @@ impl<R: BufRead> RecordingReader<R> {
     }
 }
 
+/// Most rotated files a [`RecordingWriter`] keeps; a larger [`Rotation::keep`] is lowered to
+/// this. Each rotation renames every kept part, so the cost of a rotation grows with it.
+pub const MAX_KEEP: u32 = 1000;
+
 /// Size limit and rotation for a [`RecordingWriter`].
+///
+/// The recording takes at most about `max_bytes × (keep + 1)` bytes on disk (each file may
+/// overshoot `max_bytes` by one line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rotation {
     /// Start a new file once the current one exceeds this many bytes.
     pub max_bytes: u64,
     /// Rotated files kept besides the current one (`.1` ... `.N`); older ones are deleted.
+    /// At most [`MAX_KEEP`]; 0 starts the file over (truncated) when it is full.
     pub keep: u32,
 }
 
@@ -317,9 +326,18 @@ impl Default for Rotation {
 }
 
 /// Writes a recording, rotating by size.
+///
+/// When a rotation fails (a rename refused, the new file cannot be created), the writer
+/// stops writing rather than keep appending past the size limit, possibly to a file that was
+/// already renamed or deleted: lines are dropped (the calls return the error) and every
+/// later call retries the rotation, so the recording resumes with a gap once it succeeds.
 pub struct RecordingWriter {
     path: PathBuf,
-    out: BufWriter<File>,
+    /// `None` while rotating or after a failed rotation: nothing is written then.
+    out: Option<BufWriter<File>>,
+    /// The current file reached its limit and still has to be moved out of the way
+    /// (renamed to `.1`, or given up with `keep = 0`).
+    rotate_pending: bool,
     written: u64,
     header: Header,
     rotation: Rotation,
@@ -347,18 +365,28 @@ struct AlertLine<'a, A: Serialize> {
 }
 
 impl RecordingWriter {
-    /// Creates (truncates) `path` and writes the header.
+    /// Creates (truncates) `path` and writes the header. `rotation.keep` is capped at
+    /// [`MAX_KEEP`].
     pub fn create(path: impl AsRef<Path>, header: Header, rotation: Rotation) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut w = RecordingWriter {
-            out: BufWriter::new(File::create(&path)?),
+            out: Some(BufWriter::new(File::create(&path)?)),
             path,
+            rotate_pending: false,
             written: 0,
             header,
-            rotation,
+            rotation: Rotation {
+                keep: rotation.keep.min(MAX_KEEP),
+                ..rotation
+            },
         };
         w.write_header()?;
         Ok(w)
+    }
+
+    /// The rotation in effect (with `keep` capped at [`MAX_KEEP`]).
+    pub fn rotation(&self) -> Rotation {
+        self.rotation
     }
 
     fn write_header(&mut self) -> io::Result<()> {
@@ -367,8 +395,15 @@ impl RecordingWriter {
     }
 
     fn write_line(&mut self, line: &str) -> io::Result<()> {
-        self.out.write_all(line.as_bytes())?;
-        self.out.write_all(b"\n")?;
+        let out = match &mut self.out {
+            Some(out) => out,
+            None => {
+                self.reopen()?;
+                self.out.as_mut().expect("reopen leaves a file open")
+            }
+        };
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
         self.written += line.len() as u64 + 1;
         Ok(())
     }
@@ -390,7 +425,10 @@ impl RecordingWriter {
 
     /// Flushes buffered lines to the file.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        match &mut self.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
     }
 
     /// The file being written.
@@ -399,28 +437,46 @@ impl RecordingWriter {
     }
 
     fn rotate_if_needed(&mut self) -> io::Result<()> {
-        if self.written < self.rotation.max_bytes {
+        if self.written < self.rotation.max_bytes || self.out.is_none() {
             return Ok(());
         }
-        self.out.flush()?;
-        let numbered = |n: u32| {
-            let mut p = self.path.clone().into_os_string();
-            p.push(format!(".{n}"));
-            PathBuf::from(p)
-        };
-        if self.rotation.keep == 0 {
-            fs::remove_file(&self.path)?;
-        } else {
-            let _ = fs::remove_file(numbered(self.rotation.keep));
-            for n in (1..self.rotation.keep).rev() {
-                let from = numbered(n);
-                if from.exists() {
-                    fs::rename(&from, numbered(n + 1))?;
+        // Close the full file before renaming it: a handle kept across a failed rotation
+        // would go on writing into `.1`, or into a part already deleted, without limit.
+        let out = self.out.take().expect("checked above");
+        self.rotate_pending = true;
+        out.into_inner().map_err(|e| e.into_error())?;
+        self.reopen()
+    }
+
+    /// Finishes a rotation: moves the full file out of the way if that is still to do, then
+    /// starts the next part. On error nothing is open and the next write tries again.
+    fn reopen(&mut self) -> io::Result<()> {
+        if self.rotate_pending {
+            let keep = self.rotation.keep;
+            if keep > 0 {
+                let numbered = |n: u32| {
+                    let mut p = self.path.clone().into_os_string();
+                    p.push(format!(".{n}"));
+                    PathBuf::from(p)
+                };
+                // Shift only while `.1` is taken: a retry after a failed last rename must not
+                // push (and delete) one more old part each time.
+                if fs::symlink_metadata(numbered(1)).is_ok() {
+                    let _ = fs::remove_file(numbered(keep));
+                    for n in (1..keep).rev() {
+                        let from = numbered(n);
+                        if fs::symlink_metadata(&from).is_ok() {
+                            fs::rename(&from, numbered(n + 1))?;
+                        }
+                    }
                 }
+                fs::rename(&self.path, numbered(1))?;
             }
-            fs::rename(&self.path, numbered(1))?;
+            // With `keep = 0` the full file is simply truncated by `File::create`.
+            self.rotate_pending = false;
         }
-        self.out = BufWriter::new(File::create(&self.path)?);
+        let file = File::create(&self.path)?;
+        self.out = Some(BufWriter::new(file));
         self.written = 0;
         self.header.part += 1;
         self.write_header()
@@ -524,6 +580,83 @@ mod tests {
         .unwrap()
         .to_string();
         assert!(e.contains("version 9"), "{e}");
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn small(keep: u32) -> Rotation {
+        Rotation {
+            max_bytes: 200,
+            keep,
+        }
+    }
+
+    #[test]
+    fn keep_is_capped() {
+        let p = tmp("cap");
+        let mut w = RecordingWriter::create(&p, Header::new(1000, None), small(u32::MAX)).unwrap();
+        assert_eq!(w.rotation().keep, MAX_KEEP);
+        let mut v = BTreeMap::new();
+        v.insert("live.some.series.name", 12345.0);
+        for i in 0..40 {
+            w.tick(f64::from(i), &v).unwrap();
+        }
+        w.flush().unwrap();
+        let names = names_in(p.parent().unwrap());
+        assert!(names.len() > 3, "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with("rec.jsonl")));
+    }
+
+    #[test]
+    fn keep_zero_starts_over_and_stays_bounded() {
+        let p = tmp("keep0");
+        let mut w = RecordingWriter::create(&p, Header::new(1000, None), small(0)).unwrap();
+        let mut v = BTreeMap::new();
+        v.insert("live.some.series.name", 12345.0);
+        for i in 0..200 {
+            w.tick(f64::from(i), &v).unwrap();
+        }
+        w.flush().unwrap();
+        assert_eq!(names_in(p.parent().unwrap()), ["rec.jsonl"]);
+        assert!(fs::metadata(&p).unwrap().len() < 400);
+        let r = RecordingReader::open(&p).unwrap();
+        assert!(r.header().part > 0);
+    }
+
+    #[test]
+    fn a_failed_rotation_stops_writing_and_resumes_later() {
+        let p = tmp("fail");
+        // A directory where `.1` should go: renaming the full file onto it fails.
+        let blocker = p.with_extension("jsonl.1");
+        fs::create_dir_all(blocker.join("x")).unwrap();
+        let mut w = RecordingWriter::create(&p, Header::new(1000, None), small(1)).unwrap();
+        let mut v = BTreeMap::new();
+        v.insert("live.some.series.name", 12345.0);
+        let mut failed = 0;
+        for i in 0..100 {
+            failed += usize::from(w.tick(f64::from(i), &v).is_err());
+        }
+        let _ = w.flush();
+        assert!(failed > 90, "lines were refused, not appended: {failed}");
+        assert!(
+            fs::metadata(&p).unwrap().len() < 400,
+            "the full file did not grow past its limit"
+        );
+        fs::remove_dir_all(&blocker).unwrap();
+        w.tick(100.0, &v).unwrap();
+        w.flush().unwrap();
+        assert_eq!(names_in(p.parent().unwrap()), ["rec.jsonl", "rec.jsonl.1"]);
+        let r = RecordingReader::open(&p).unwrap();
+        assert_eq!(r.header().part, 1);
+        let recs: Vec<Record> = r.map(Result::unwrap).collect();
+        assert!(matches!(&recs[..], [Record::Tick { t, .. }] if *t == 100.0));
     }
 
     #[test]
