@@ -92,7 +92,7 @@ const FIELD: &str = "__tracked_Default_default";
 ///
 /// // `derive(Debug)` is replaced by this impl, which leaves the tracker out, so the output is
 /// // exactly what the derive printed before the attribute was added.
-/// impl ::core::fmt::Debug for Watch { /* f.debug_struct("Watch").field("user", &self.user) */ }
+/// impl ::core::fmt::Debug for Watch { /* f.debug_struct("Watch").field("user", &&self.user) */ }
 /// ```
 ///
 /// [`Tracker`](https://docs.rs/leakwatch/latest/leakwatch/struct.Tracker.html) counts a creation
@@ -544,23 +544,34 @@ fn debug_impl(input: &DeriveInput, field_ident: &Ident) -> TokenStream2 {
         return quote!();
     };
     let body = match &data.fields {
+        // As std's derive does, the last field is passed as `&&self.x`: a reference to it is
+        // sized, so an unsized last field (`[u8]`, `T: ?Sized`) still coerces to `&dyn Debug`.
         Fields::Named(named) => {
-            let fields = named
+            let idents: Vec<&Ident> = named
                 .named
                 .iter()
                 .filter_map(|f| f.ident.as_ref())
                 .filter(|i| *i != field_ident)
-                .map(|i| {
-                    let s = i.unraw().to_string();
+                .collect();
+            let fields = idents.iter().enumerate().map(|(k, i)| {
+                let s = i.unraw().to_string();
+                if k + 1 == idents.len() {
+                    quote!(.field(#s, &&self.#i))
+                } else {
                     quote!(.field(#s, &self.#i))
-                });
+                }
+            });
             quote!(f.debug_struct(#name) #(#fields)* .finish())
         }
         Fields::Unnamed(unnamed) => {
             let n = unnamed.unnamed.len() - 1;
             let fields = (0..n).map(|i| {
                 let idx = syn::Index::from(i);
-                quote!(.field(&self.#idx))
+                if i + 1 == n {
+                    quote!(.field(&&self.#idx))
+                } else {
+                    quote!(.field(&self.#idx))
+                }
             });
             quote!(f.debug_tuple(#name) #(#fields)* .finish())
         }

@@ -145,6 +145,50 @@ fn maybe_sized_generic_compiles_and_reports_no_bytes() {
     assert_eq!((c.live, c.live_bytes), (1, None));
 }
 
+/// `repr(C)` so that a `Message<[u8; 3]>` may be viewed as a `Message<[u8]>` (the unsizing
+/// coercion is not available to tracked types).
+#[tracked]
+#[derive(Debug)]
+#[repr(C)]
+struct Message<T: ?Sized> {
+    id: u32,
+    body: T,
+}
+
+/// Never built (a struct with a slice field needs unsafe code to create); its `Debug` impl
+/// compiling is the point.
+#[tracked]
+#[derive(Debug)]
+#[allow(dead_code)]
+struct Frame {
+    id: u32,
+    data: [u8],
+}
+
+#[test]
+fn debug_of_an_unsized_last_field() {
+    let _compiles: fn(&Frame) -> String = |f| format!("{f:?}");
+    let sized = Box::new(Message {
+        id: 1,
+        body: [7u8, 8, 9],
+        __tracked_Default_default: Default::default(),
+    });
+    let raw = std::ptr::slice_from_raw_parts_mut(Box::into_raw(sized).cast::<u8>(), 3);
+    // SAFETY: with `repr(C)` a `Message<[u8]>` of length 3 has the layout of the
+    // `Message<[u8; 3]>` it came from, and the box's allocation is freed with that layout.
+    let m: Box<Message<[u8]>> = unsafe { Box::from_raw(raw as *mut Message<[u8]>) };
+    assert_eq!(format!("{m:?}"), "Message { id: 1, body: [7, 8, 9] }");
+    assert_eq!(counts::<Message<[u8]>>().live, 1);
+    drop(m);
+    assert_eq!(counts::<Message<[u8]>>().live, 0);
+    let n = Message {
+        id: 2,
+        body: "sized too",
+        __tracked_Default_default: Default::default(),
+    };
+    assert_eq!(format!("{n:?}"), "Message { id: 2, body: \"sized too\" }");
+}
+
 #[tracked]
 #[derive(Clone)]
 struct Cloned {
