@@ -427,3 +427,46 @@ fn concurrent_flushes_send_each_counter_delta_once() {
         "each increment reaches StatsD exactly once"
     );
 }
+
+#[test]
+fn dropping_the_exporter_sends_a_paced_backlog_at_full_speed() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let tokens: Vec<Token> = (0..300)
+        .map(|i| Token::new_in(&reg, &format!("kind{i}")))
+        .collect();
+    {
+        // Paced at 100 lines/s the 1201 lines need 12 s, far past the 1 s shutdown flush:
+        // pacing stays on only while the program runs on.
+        let exp = StatsdExporter::builder(&rx.addr())
+            .prefix("app")
+            .instance("web-1")
+            .registry(&reg)
+            .max_lines_per_second(100)
+            .build()
+            .unwrap();
+        assert_eq!(exp.export(&reg.snapshot()).queued, 300 * 4 + 1);
+    }
+    assert_eq!(rx.lines(QUIET).len(), 300 * 4 + 1);
+    let dropped = reg
+        .snapshot()
+        .get("statsd.dropped")
+        .map_or(0, |s| s.created);
+    assert_eq!(dropped, 0);
+    drop(tokens);
+}
+
+#[test]
+fn out_of_range_settings_are_refused() {
+    let rx = Receiver::new();
+    let build = |b: leakwatch::statsd::StatsdExporterBuilder| b.build().map(drop);
+    let e = build(StatsdExporter::builder(&rx.addr()).max_lines_per_second(0)).unwrap_err();
+    assert!(e.to_string().contains("max_lines_per_second"), "{e}");
+    let e = build(StatsdExporter::builder(&rx.addr()).datagram_size(65_508)).unwrap_err();
+    assert!(e.to_string().contains("65507"), "{e}");
+    let e = build(StatsdExporter::builder(&rx.addr()).datagram_size(63)).unwrap_err();
+    assert!(e.to_string().contains("datagram_size"), "{e}");
+    build(StatsdExporter::builder(&rx.addr()).datagram_size(leakwatch::statsd::MAX_DATAGRAM_SIZE))
+        .unwrap();
+    build(StatsdExporter::builder(&rx.addr()).max_lines_per_second(u64::MAX)).unwrap();
+}

@@ -29,12 +29,16 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 pub const DEFAULT_DATAGRAM_SIZE: usize = 1432;
 /// Default UDP payload size for a daemon on a loopback address.
 pub const LOOPBACK_DATAGRAM_SIZE: usize = 8192;
+/// Largest UDP payload over IPv4 (65 535 minus the IP and UDP headers): the largest
+/// [`StatsdExporterBuilder::datagram_size`].
+pub const MAX_DATAGRAM_SIZE: usize = 65_507;
 /// Default pacing of the sending thread, in lines per second (see
 /// [`StatsdExporterBuilder::max_lines_per_second`]).
 pub const DEFAULT_MAX_LINES_PER_SECOND: u64 = 100_000;
 /// Name of the [`EventCounter`] that counts lines that could not be sent.
 pub const DROPPED_COUNTER: &str = "statsd.dropped";
-/// How long dropping the last exporter handle waits for queued lines to reach the socket.
+/// How long dropping the last exporter handle waits for queued lines to reach the socket
+/// (unpaced); lines still queued after it are counted as dropped.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
 /// What one [`StatsdExporter::export`] or [`StatsdExporter::tick`] queued.
@@ -117,7 +121,8 @@ impl StatsdExporterBuilder {
 
     /// Largest UDP payload in bytes (default [`DEFAULT_DATAGRAM_SIZE`], or
     /// [`LOOPBACK_DATAGRAM_SIZE`] for a loopback daemon); lines are joined with `\n` up to
-    /// this size.
+    /// this size. From 64 to [`MAX_DATAGRAM_SIZE`] (the largest UDP payload over IPv4);
+    /// [`build`](Self::build) refuses other sizes.
     pub fn datagram_size(mut self, bytes: usize) -> Self {
         self.datagram_size = Some(bytes);
         self
@@ -125,7 +130,9 @@ impl StatsdExporterBuilder {
 
     /// Pacing of the sending thread (default [`DEFAULT_MAX_LINES_PER_SECOND`]): the Etsy
     /// daemon loses most of a burst it cannot drain, so the thread sleeps rather than
-    /// overflow it. Callers never wait for this: the queue absorbs bursts.
+    /// overflow it. Callers never wait for this: the queue absorbs bursts. At least 1
+    /// ([`build`](Self::build) refuses 0); `u64::MAX` turns pacing off. Dropping the last
+    /// exporter handle sends what is left unpaced.
     pub fn max_lines_per_second(mut self, lines: u64) -> Self {
         self.max_lines_per_second = lines;
         self
@@ -166,9 +173,14 @@ impl StatsdExporterBuilder {
         } else {
             DEFAULT_DATAGRAM_SIZE
         });
-        if datagram_size < 64 {
+        if !(64..=MAX_DATAGRAM_SIZE).contains(&datagram_size) {
+            return Err(StatsdError::Config(format!(
+                "datagram_size must be from 64 to {MAX_DATAGRAM_SIZE} bytes, got {datagram_size}"
+            )));
+        }
+        if self.max_lines_per_second == 0 {
             return Err(StatsdError::Config(
-                "datagram_size must be at least 64 bytes".into(),
+                "max_lines_per_second must be at least 1 (u64::MAX: no pacing)".into(),
             ));
         }
         // Loopback targets get a loopback-bound socket (nothing leaves the machine); others
@@ -338,8 +350,15 @@ struct Inner {
 impl Inner {
     /// Queues one chunk of `lines` lines; a refusal (queue full) is counted, never waited on.
     fn send_chunk(&self, chunk: &str, lines: usize) -> bool {
+        // Counted before the emit so the worker's `passed_lines` never overtakes it.
+        self.progress
+            .submitted_lines
+            .fetch_add(lines as u64, Ordering::Relaxed);
         let ok = self.queue.emit(chunk).is_ok();
         if !ok {
+            self.progress
+                .submitted_lines
+                .fetch_sub(lines as u64, Ordering::Relaxed);
             self.dropped.add(lines as u64);
         }
         ok
@@ -357,8 +376,16 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Short-lived programs must not lose what they queued (the pitfall of
-        // metrics-exporter-statsd): send pending user metrics and push out the last datagram.
-        flush(self, SHUTDOWN_FLUSH);
+        // metrics-exporter-statsd): send pending user metrics and push out the last datagram,
+        // unpaced, since a paced backlog may need longer than the timeout.
+        self.progress.unpaced.store(true, Ordering::Relaxed);
+        if !flush(self, SHUTDOWN_FLUSH) {
+            // The worker may still send these if the program lives on, but a program that
+            // is exiting loses them: they are counted as dropped rather than go unnoticed.
+            let submitted = self.progress.submitted_lines.load(Ordering::Relaxed);
+            let passed = self.progress.passed_lines.load(Ordering::Relaxed);
+            self.dropped.add(submitted.saturating_sub(passed));
+        }
     }
 }
 
@@ -386,7 +413,8 @@ fn flush(inner: &Inner, timeout: Duration) -> bool {
 /// docs](super) for names and guarantees.
 ///
 /// Cloning gives another handle to the same exporter (one queue, one socket); the last
-/// handle dropped flushes what is queued (waiting at most 1 s).
+/// handle dropped flushes what is queued, unpaced (waiting at most 1 s, then counting what is
+/// left as dropped).
 #[derive(Clone)]
 pub struct StatsdExporter {
     inner: Arc<Inner>,
@@ -682,7 +710,11 @@ impl Drop for ExportHandle {
         if self.thread.is_some() {
             self.stop_thread();
             self.exporter.tick();
-            self.exporter.flush(SHUTDOWN_FLUSH);
+            // As the last handle, dropping `exporter` right after flushes unpaced; a paced
+            // flush first would only spend the timeout twice.
+            if Arc::strong_count(&self.exporter.inner) > 1 {
+                self.exporter.flush(SHUTDOWN_FLUSH);
+            }
         }
     }
 }

@@ -52,7 +52,8 @@
 //!   nothing blocks, panics or logs.
 //! * **Short-lived programs lose nothing**: [`StatsdExporter::flush`] waits until every queued
 //!   line reached the socket and sends the last partial datagram; dropping the last exporter
-//!   handle or an [`ExportHandle`] does the same (at most 1 s).
+//!   handle or an [`ExportHandle`] does the same without pacing (at most 1 s; lines still
+//!   queued after that are counted in `statsd.dropped`).
 //!
 //! # The program's own metrics
 //!
@@ -79,7 +80,8 @@ mod sink;
 pub use crate::watchdog::AlertState;
 pub use exporter::{
     DEFAULT_DATAGRAM_SIZE, DEFAULT_MAX_LINES_PER_SECOND, DEFAULT_QUEUE_CAPACITY, DROPPED_COUNTER,
-    ExportHandle, ExportStats, LOOPBACK_DATAGRAM_SIZE, StatsdExporter, StatsdExporterBuilder,
+    ExportHandle, ExportStats, LOOPBACK_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE, StatsdExporter,
+    StatsdExporterBuilder,
 };
 pub use names::{host_name, sanitize_component, sanitize_name};
 pub use recorder::StatsdRecorder;

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cadence::{BufferedUdpMetricSink, MetricSink, SinkStats};
@@ -18,6 +18,13 @@ pub(crate) struct Progress {
     /// flight on the worker. cadence's own `drained()` is bumped *before* the wrapped sink
     /// runs, so it cannot tell `flush` that the last line reached the buffer.
     pub(crate) passed: AtomicU64,
+    /// Lines accepted by the queue (written by the exporter) and lines handed to the UDP
+    /// buffer (by the worker): their difference is what a shutdown that timed out loses.
+    pub(crate) submitted_lines: AtomicU64,
+    pub(crate) passed_lines: AtomicU64,
+    /// Set when the last exporter handle is dropped: the program may be about to exit, so
+    /// the backlog goes out at full speed rather than be cut off at the flush timeout.
+    pub(crate) unpaced: AtomicBool,
 }
 
 /// Pacing window: long enough that sleeping costs little CPU (a sleep per millisecond
@@ -73,8 +80,13 @@ impl PacedSink {
             // silently stop the pacing.
             let windows = window.saturating_add(sent / self.lines_per_window);
             let next = Duration::from_nanos(windows.saturating_mul(WINDOW.as_nanos() as u64));
-            if let Some(wait) = next.checked_sub(self.start.elapsed()) {
-                std::thread::sleep(wait);
+            // In slices of a window: a slow pace can mean seconds of sleep for one chunk, and
+            // a shutdown switching the pacing off must not wait for them.
+            while !self.progress.unpaced.load(Ordering::Relaxed)
+                && let Some(wait) = next.checked_sub(self.start.elapsed())
+                && !wait.is_zero()
+            {
+                std::thread::sleep(wait.min(WINDOW));
             }
         }
     }
@@ -86,8 +98,13 @@ impl MetricSink for PacedSink {
         let lines = metric.bytes().filter(|b| *b == b'\n').count() as u64 + 1;
         // Errors (a failed datagram send) go to the queue's error handler, which counts them.
         let r = self.inner.emit(metric);
+        self.progress
+            .passed_lines
+            .fetch_add(lines, Ordering::Relaxed);
         self.progress.passed.fetch_add(1, Ordering::Release);
-        self.pace(lines);
+        if !self.progress.unpaced.load(Ordering::Relaxed) {
+            self.pace(lines);
+        }
         r
     }
 
