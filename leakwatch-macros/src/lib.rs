@@ -137,7 +137,12 @@ const FIELD: &str = "__tracked_Default_default";
 /// * unit structs (`struct S;`): write `struct S {}` instead (construct as
 ///   `S { __tracked_Default_default: Default::default() }`);
 /// * `Copy` types: a copy creates an instance without any code running, so it cannot be
-///   counted; drop `Copy` (keep `Clone`) or count with a `leakwatch::Token`.
+///   counted; drop `Copy` (keep `Clone`) or count with a `leakwatch::Token`;
+/// * tuple structs whose last field is unsized (`struct B(u32, [u8])`, or a `?Sized` type
+///   parameter): the tracker would follow it; use named fields, where the tracker goes first;
+/// * `#[repr(packed)]` structs deriving `Clone`, `PartialEq`, `PartialOrd`, `Ord` or `Hash`:
+///   on a packed struct these derives copy each field out, and the tracker is not `Copy`;
+///   implement them by hand. A packed struct without them works, `Debug` included.
 ///
 /// # Peak
 ///
@@ -190,6 +195,8 @@ fn parse_args(attr: TokenStream2) -> syn::Result<Args> {
 struct Derives {
     /// The span of a `Copy` derive, if any.
     copy: Option<Span>,
+    /// The first derive that reads a packed struct's fields by copying them out, if any.
+    copies_fields: Option<(Span, String)>,
     debug: bool,
     /// `cfg_attr` predicates under which serde derives apply; `None` entry = unconditional.
     serde: Vec<Option<TokenStream2>>,
@@ -206,9 +213,16 @@ fn is_serde(name: &str) -> bool {
     name == "Serialize" || name == "Deserialize"
 }
 
+/// std derives that, on a `repr(packed)` struct, copy every field out (a reference to a packed
+/// field may be unaligned), which fails for the tracker: it is not `Copy`. `Debug` is missing
+/// because we write it ourselves, without the tracker.
+fn copies_packed_fields(name: &str) -> bool {
+    matches!(name, "Clone" | "PartialEq" | "PartialOrd" | "Ord" | "Hash")
+}
+
 /// Reads the derives and removes `Debug` from them (we emit a `Debug` impl that leaves the
 /// tracker out). `cfg_attr(pred, derive(...))` is only scanned, not rewritten.
-fn scan_derives(attrs: &mut Vec<Attribute>, rewrite_debug: bool) -> syn::Result<Derives> {
+fn scan_derives(attrs: &mut Vec<Attribute>) -> syn::Result<Derives> {
     let mut d = Derives::default();
     let mut out = Vec::with_capacity(attrs.len());
     for attr in attrs.drain(..) {
@@ -220,11 +234,14 @@ fn scan_derives(attrs: &mut Vec<Attribute>, rewrite_debug: bool) -> syn::Result<
                 let name = last_ident(&p);
                 match name.as_str() {
                     "Copy" => d.copy = Some(p.span()),
-                    "Debug" if rewrite_debug => {
+                    "Debug" => {
                         d.debug = true;
                         continue;
                     }
                     n if is_serde(n) => has_serde = true,
+                    n if copies_packed_fields(n) => {
+                        d.copies_fields.get_or_insert((p.span(), name.clone()));
+                    }
                     _ => {}
                 }
                 kept.push(p);
@@ -279,6 +296,8 @@ fn scan_cfg_attr(attr: &Attribute, d: &mut Derives) {
                             d.copy = Some(i.span());
                         } else if is_serde(&s) {
                             serde = true;
+                        } else if copies_packed_fields(&s) {
+                            d.copies_fields.get_or_insert((i.span(), s));
                         }
                     }
                 }
@@ -310,9 +329,13 @@ fn has_serde_attr(attrs: &[Attribute], what: &str) -> bool {
     })
 }
 
+/// Whether a bound is `?Sized`.
+fn maybe(b: &TypeParamBound) -> bool {
+    matches!(b, TypeParamBound::Trait(t) if matches!(t.modifier, syn::TraitBoundModifier::Maybe(_)))
+}
+
 /// Whether a generic parameter or where-clause predicate relaxes `Sized`.
 fn mentions_maybe_sized(generics: &Generics) -> bool {
-    let maybe = |b: &TypeParamBound| matches!(b, TypeParamBound::Trait(t) if matches!(t.modifier, syn::TraitBoundModifier::Maybe(_)));
     generics.params.iter().any(|p| match p {
         GenericParam::Type(t) => t.bounds.iter().any(maybe),
         _ => false,
@@ -322,6 +345,29 @@ fn mentions_maybe_sized(generics: &Generics) -> bool {
             _ => false,
         })
     })
+}
+
+/// Whether a field type is unsized on its face or is a type parameter declared `?Sized`.
+fn may_be_unsized(ty: &Type, generics: &Generics) -> bool {
+    let Type::Path(p) = ty else {
+        return obviously_unsized(ty);
+    };
+    let Some(param) = p.path.get_ident().filter(|_| p.qself.is_none()) else {
+        return false;
+    };
+    generics
+        .type_params()
+        .any(|t| t.ident == *param && t.bounds.iter().any(maybe))
+        || generics.where_clause.as_ref().is_some_and(|w| {
+            w.predicates.iter().any(|pred| match pred {
+                WherePredicate::Type(t) => {
+                    matches!(&t.bounded_ty, Type::Path(b) if b.qself.is_none() && b.path.is_ident(param))
+                        && t.bounds.iter().any(maybe)
+                }
+                _ => false,
+            })
+        })
+        || obviously_unsized(ty)
 }
 
 /// Whether a field type is unsized on its face (`[T]`, `str`, `dyn Trait`).
@@ -378,9 +424,8 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         ));
     }
 
-    // Debug is re-implemented only where we can read fields by reference (not packed).
     let packed = has_repr(&input.attrs, "packed");
-    let derives = scan_derives(&mut input.attrs, !packed)?;
+    let derives = scan_derives(&mut input.attrs)?;
     if let Some(span) = derives.copy {
         return Err(syn::Error::new(
             span,
@@ -388,6 +433,35 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
              code, so it cannot be counted (and the counted field has a destructor). Remove \
              `Copy` and keep `Clone` (clones are counted), or count the values with a \
              `leakwatch::Token` instead",
+        ));
+    }
+
+    if packed && let Some((span, name)) = &derives.copies_fields {
+        return Err(syn::Error::new(
+            *span,
+            format!(
+                "#[tracked] on a `repr(packed)` struct cannot be combined with \
+                 `#[derive({name})]`: on a packed struct that derive copies every field out, and \
+                 the counted field is not `Copy` (copying it would create an uncounted \
+                 instance). Implement `{name}` by hand, copying out the fields you need, or \
+                 remove `packed`"
+            ),
+        ));
+    }
+    if let Fields::Unnamed(unnamed) = &data.fields
+        && let Some(last) = unnamed.unnamed.last()
+        && may_be_unsized(&last.ty, &input.generics)
+    {
+        let ty = &last.ty;
+        return Err(syn::Error::new(
+            ty.span(),
+            format!(
+                "#[tracked] adds its counted field at the end of a tuple struct, but only the \
+                 last field may be unsized and this one is (or may be): it would no longer be \
+                 last. Use named fields, where the counted field goes first, e.g. \
+                 `struct {ident} {{ ..., tail: {} }}`",
+                quote!(#ty)
+            ),
         ));
     }
 
@@ -503,7 +577,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     };
 
     let debug_impl = if derives.debug {
-        debug_impl(&input, &field_ident)
+        debug_impl(&input, &field_ident, packed)
     } else {
         quote!()
     };
@@ -528,7 +602,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
 }
 
 /// `Debug` as `#[derive(Debug)]` would write it for the struct without the tracker.
-fn debug_impl(input: &DeriveInput, field_ident: &Ident) -> TokenStream2 {
+fn debug_impl(input: &DeriveInput, field_ident: &Ident, packed: bool) -> TokenStream2 {
     let ident = &input.ident;
     let name = ident.unraw().to_string();
     let mut generics = input.generics.clone();
@@ -546,6 +620,8 @@ fn debug_impl(input: &DeriveInput, field_ident: &Ident) -> TokenStream2 {
     let body = match &data.fields {
         // As std's derive does, the last field is passed as `&&self.x`: a reference to it is
         // sized, so an unsized last field (`[u8]`, `T: ?Sized`) still coerces to `&dyn Debug`.
+        // A packed struct's fields are copied out (`{ self.x }`), as std does, because a
+        // reference to one may be unaligned.
         Fields::Named(named) => {
             let idents: Vec<&Ident> = named
                 .named
@@ -555,10 +631,15 @@ fn debug_impl(input: &DeriveInput, field_ident: &Ident) -> TokenStream2 {
                 .collect();
             let fields = idents.iter().enumerate().map(|(k, i)| {
                 let s = i.unraw().to_string();
-                if k + 1 == idents.len() {
-                    quote!(.field(#s, &&self.#i))
+                let value = if packed {
+                    quote!({ self.#i })
                 } else {
-                    quote!(.field(#s, &self.#i))
+                    quote!(self.#i)
+                };
+                if k + 1 == idents.len() {
+                    quote!(.field(#s, &&#value))
+                } else {
+                    quote!(.field(#s, &#value))
                 }
             });
             quote!(f.debug_struct(#name) #(#fields)* .finish())
@@ -567,10 +648,15 @@ fn debug_impl(input: &DeriveInput, field_ident: &Ident) -> TokenStream2 {
             let n = unnamed.unnamed.len() - 1;
             let fields = (0..n).map(|i| {
                 let idx = syn::Index::from(i);
-                if i + 1 == n {
-                    quote!(.field(&&self.#idx))
+                let value = if packed {
+                    quote!({ self.#idx })
                 } else {
-                    quote!(.field(&self.#idx))
+                    quote!(self.#idx)
+                };
+                if i + 1 == n {
+                    quote!(.field(&&#value))
+                } else {
+                    quote!(.field(&#value))
                 }
             });
             quote!(f.debug_tuple(#name) #(#fields)* .finish())

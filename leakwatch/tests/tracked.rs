@@ -189,6 +189,43 @@ fn debug_of_an_unsized_last_field() {
     assert_eq!(format!("{n:?}"), "Message { id: 2, body: \"sized too\" }");
 }
 
+/// Packed: `Debug` copies the fields out as std's derive does; no reference to a field is taken.
+#[tracked]
+#[derive(Debug, Default)]
+#[repr(C, packed)]
+struct Packed {
+    tag: u8,
+    len: u32,
+}
+
+#[tracked]
+#[derive(Debug)]
+#[repr(C, packed(2))]
+struct PackedTuple(u8, u64);
+
+#[test]
+fn packed_structs_are_counted_and_print() {
+    let p = Packed {
+        tag: 1,
+        len: 70_000,
+        ..Default::default()
+    };
+    let t = PackedTuple(2, 3, Default::default());
+    assert_eq!(size_of::<Packed>(), 5);
+    assert_eq!(format!("{p:?}"), "Packed { tag: 1, len: 70000 }");
+    assert_eq!(format!("{t:?}"), "PackedTuple(2, 3)");
+    assert_eq!(({ p.tag }, { p.len }, { t.0 }, { t.1 }), (1, 70_000, 2, 3));
+    assert_eq!(
+        (counts::<Packed>().live, counts::<PackedTuple>().live),
+        (1, 1)
+    );
+    drop((p, t));
+    assert_eq!(
+        (counts::<Packed>().live, counts::<PackedTuple>().live),
+        (0, 0)
+    );
+}
+
 #[tracked]
 #[derive(Clone)]
 struct Cloned {
