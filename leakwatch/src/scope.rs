@@ -210,8 +210,14 @@ impl ScopeInner {
         &self.series.name
     }
 
-    /// Binds an item, or refuses (and reports) if the scope is closed.
-    fn bind(self: &Arc<Self>, item: &str, site: SiteLocation) -> Result<Binding, ScopeClosed> {
+    /// Binds an item created at `created`, or refuses (and reports `attempt`, where the bind
+    /// was asked for) if the scope is closed.
+    fn bind(
+        self: &Arc<Self>,
+        item: &str,
+        attempt: SiteLocation,
+        created: SiteLocation,
+    ) -> Result<Binding, ScopeClosed> {
         let mut st = self.state.lock();
         if let Some(closed_at) = st.closed_at {
             drop(st);
@@ -222,13 +228,13 @@ impl ScopeInner {
                 .report(ScopeFinding::LateRegistration {
                     scope: self.name().to_owned(),
                     item: item.to_owned(),
-                    site: fmt_location(site),
+                    site: fmt_location(attempt),
                     after_close_ms: after_close.as_millis() as u64,
                 });
             return Err(ScopeClosed {
                 scope: self.name().to_owned(),
                 item: item.to_owned(),
-                site: fmt_location(site),
+                site: fmt_location(attempt),
                 after_close,
             });
         }
@@ -238,7 +244,7 @@ impl ScopeInner {
             key,
             BoundItem {
                 name: item.to_owned(),
-                site,
+                site: created,
                 born: Instant::now(),
                 reported: false,
             },
@@ -433,7 +439,7 @@ impl Scope {
     #[track_caller]
     pub fn token(&self, name: &str) -> Result<Token, ScopeClosed> {
         let site = Location::caller();
-        let binding = self.inner().bind(name, site)?;
+        let binding = self.inner().bind(name, site, site)?;
         let registry = Registry {
             inner: self.inner().registry.clone(),
         };
@@ -448,20 +454,21 @@ impl Scope {
         Ok(Named::from_parts(f, self.token(name)?))
     }
 
-    /// Binds an existing token (e.g. a subscription's) to this scope.
+    /// Binds an existing token (e.g. a subscription's) to this scope. A refusal names this
+    /// call's location; an [`Outlived`](ScopeFinding::Outlived) report names where the token
+    /// was created.
     #[track_caller]
     pub fn bind(&self, token: &mut Token) -> Result<(), ScopeClosed> {
-        let binding = self.inner().bind(token.name(), Location::caller())?;
-        token.set_binding(binding);
-        Ok(())
+        self.bind_site(token, Location::caller())
     }
 
+    /// [`bind`](Self::bind) with the attempt's location given.
     pub(crate) fn bind_site(
         &self,
         token: &mut Token,
-        site: SiteLocation,
+        attempt: SiteLocation,
     ) -> Result<(), ScopeClosed> {
-        let binding = self.inner().bind(token.name(), site)?;
+        let binding = self.inner().bind(token.name(), attempt, token.site())?;
         token.set_binding(binding);
         Ok(())
     }
@@ -610,6 +617,30 @@ mod tests {
         assert!(rx.try_recv().is_err(), "still only once");
         assert_eq!(reg.snapshot().get("conn").unwrap().extra("outlived"), 1);
         drop(kept);
+    }
+
+    #[test]
+    fn an_outlived_bound_token_is_reported_at_its_creation_site() {
+        let reg = Registry::new();
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        reg.on_scope_finding(move |f| tx.lock().send(f.clone()).unwrap());
+        let s = Scope::builder("conn")
+            .registry(&reg)
+            .grace(Duration::ZERO)
+            .open();
+        let mut t = Token::new_in(&reg, "relay");
+        let created = fmt_location(t.site());
+        s.bind(&mut t).unwrap();
+        s.close();
+        s.check_now();
+        let f = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("outlived finding");
+        assert_eq!((f.kind(), f.site()), ("outlived", created.as_str()));
+        let err = s.bind(&mut Token::new_in(&reg, "late")).unwrap_err();
+        assert_ne!(err.site, created, "a refusal names the bind call");
+        drop(t);
     }
 
     #[test]
