@@ -89,8 +89,10 @@ impl MetricsBridge {
     }
 
     /// Publishes `registry`'s snapshot every `interval` on a background thread until the
-    /// returned handle is dropped.
+    /// returned handle is dropped. The interval is clamped to 1 ms ..= 1 day
+    /// ([`clamp_spawn_interval`](crate::watchdog::clamp_spawn_interval)).
     pub fn spawn(mut self, registry: Registry, interval: Duration) -> Publisher {
+        let interval = crate::watchdog::clamp_spawn_interval(interval);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()

@@ -470,3 +470,26 @@ fn out_of_range_settings_are_refused() {
         .unwrap();
     build(StatsdExporter::builder(&rx.addr()).max_lines_per_second(u64::MAX)).unwrap();
 }
+
+#[test]
+fn a_huge_spawn_interval_is_clamped_not_a_panic() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let exp = exporter(&rx, &reg);
+    let _t = Token::new_in(&reg, "kept");
+    let handle = exp.spawn(Duration::MAX);
+    // The thread's first tick arrives without waiting for the stop's own last export.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut lines = Vec::new();
+    while !lines.contains(&"app.web-1.leakwatch.live.kept:1|g".to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "the export thread ticked: {lines:?}"
+        );
+        // Pushes out the datagram the thread's tick left in the UDP buffer; it adds no
+        // leakwatch lines of its own.
+        exp.flush(Duration::from_secs(1));
+        lines.extend(rx.lines(Duration::from_millis(50)));
+    }
+    assert!(handle.stop(Duration::from_secs(2)));
+}

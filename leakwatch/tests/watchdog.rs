@@ -469,3 +469,23 @@ fn a_sample_consumer_may_drop_the_watchdog() {
     );
     assert!(slot.lock().unwrap().is_none());
 }
+
+#[test]
+fn the_interval_must_be_at_most_a_day() {
+    let start = |interval| {
+        Watchdog::builder()
+            .registry(&Registry::new())
+            .interval(interval)
+            .start()
+    };
+    for bad in [
+        Duration::MAX,
+        leakwatch::watchdog::MAX_INTERVAL + Duration::from_nanos(1),
+    ] {
+        let e = start(bad).expect_err("a huge interval is refused, not a panic later");
+        assert!(e.to_string().contains("at most one day"), "{e}");
+    }
+    assert!(start(Duration::ZERO).is_err());
+    // The longest accepted interval runs and stops at once.
+    start(leakwatch::watchdog::MAX_INTERVAL).unwrap().stop();
+}

@@ -644,8 +644,11 @@ impl StatsdExporter {
     }
 
     /// Exports on a background thread every `interval` (a [`tick`](Self::tick)) until the
-    /// returned handle is dropped or stopped, which exports a last time and flushes.
+    /// returned handle is dropped or stopped, which exports a last time and flushes. The
+    /// interval is clamped to 1 ms ..= 1 day
+    /// ([`clamp_spawn_interval`](crate::watchdog::clamp_spawn_interval)).
     pub fn spawn(&self, interval: Duration) -> ExportHandle {
+        let interval = crate::watchdog::clamp_spawn_interval(interval);
         let stop = Arc::new(AtomicBool::new(false));
         let (exporter, stop2) = (self.clone(), stop.clone());
         let thread = std::thread::Builder::new()

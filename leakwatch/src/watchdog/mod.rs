@@ -78,6 +78,23 @@ pub fn default_rules() -> RuleSet {
     RuleSet::default_growth(default_selection())
 }
 
+/// The longest sampling interval [`WatchdogBuilder::start`] accepts (one day). Background
+/// loops that cannot refuse an interval (`StatsdExporter::spawn`,
+/// [`MetricsBridge::spawn`](crate::facade::MetricsBridge::spawn)) clamp theirs with
+/// [`clamp_spawn_interval`] instead.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The shortest interval of the background loops that clamp theirs (see [`MAX_INTERVAL`]):
+/// a zero interval would make them spin.
+pub const MIN_SPAWN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The interval a background loop that cannot report an error uses for `interval`: clamped
+/// to [`MIN_SPAWN_INTERVAL`]`..=`[`MAX_INTERVAL`], since deadlines computed from a huge one
+/// overflow `Instant` and a zero one spins.
+pub fn clamp_spawn_interval(interval: Duration) -> Duration {
+    interval.clamp(MIN_SPAWN_INTERVAL, MAX_INTERVAL)
+}
+
 /// Why a watchdog could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchdogError {
@@ -95,6 +112,9 @@ pub enum WatchdogError {
     /// The interval is zero.
     #[error("the sampling interval must be greater than zero")]
     ZeroInterval,
+    /// The interval is longer than [`MAX_INTERVAL`].
+    #[error("the sampling interval must be at most one day, got {0:?}")]
+    IntervalTooLong(Duration),
     /// `tick_seconds` is not a finite number greater than zero.
     #[error("tick_seconds must be finite and greater than zero, got {0}")]
     TickSeconds(f64),
@@ -134,7 +154,7 @@ impl WatchdogBuilder {
         self
     }
 
-    /// Time between samples (default 1 s).
+    /// Time between samples (default 1 s; greater than zero, at most [`MAX_INTERVAL`]).
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
@@ -268,6 +288,11 @@ impl WatchdogBuilder {
     pub fn start(self) -> Result<Watchdog, WatchdogError> {
         if self.interval.is_zero() {
             return Err(WatchdogError::ZeroInterval);
+        }
+        // Deadlines are `start + interval × tick`: a huge interval would overflow `Instant`
+        // and panic the thread after `start` returned Ok.
+        if self.interval > MAX_INTERVAL {
+            return Err(WatchdogError::IntervalTooLong(self.interval));
         }
         if let Some(s) = self.tick_seconds
             && !(s.is_finite() && s > 0.0)
