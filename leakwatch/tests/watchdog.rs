@@ -332,6 +332,43 @@ fn unreachable_webhook_is_counted_not_fatal() {
 }
 
 #[test]
+fn webhook_failures_count_in_a_registry_set_after_the_webhook() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reg = Registry::new();
+    let scope = Scope::builder("s").registry(&reg).open();
+    scope.close();
+    let wd = Watchdog::builder()
+        .webhook_hook(
+            leakwatch::watchdog::WebhookHook::new(format!("http://127.0.0.1:{port}/x"))
+                .retries(0)
+                .timeout(Duration::from_millis(200)),
+        )
+        .registry(&reg)
+        .interval(Duration::from_millis(5))
+        .start()
+        .unwrap();
+    let _ = scope.token("late");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while reg
+        .snapshot()
+        .get("leakwatch.webhook.failed")
+        .map_or(0, |s| s.created)
+        < 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "failure counted in the watched registry"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wd.stop();
+}
+
+#[test]
 fn recording_has_header_ticks_and_alerts() {
     let dir = std::env::temp_dir().join(format!("leakwatch-wd-rec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -122,6 +122,25 @@ pub enum WatchdogError {
 
 type SampleConsumer = Box<dyn FnMut(&Snapshot) + Send>;
 
+/// A hook as configured. Webhooks count their failures in the watched registry, which is
+/// only known for sure in `start`: `.webhook(url).registry(&reg)` must count in `reg`.
+enum PendingHook {
+    Ready(Box<dyn AlertHook>),
+    Webhook(WebhookHook),
+}
+
+impl PendingHook {
+    fn bind(self, registry: &Registry) -> Box<dyn AlertHook> {
+        match self {
+            PendingHook::Ready(hook) => hook,
+            PendingHook::Webhook(mut hook) => {
+                hook.count_failures_in(registry);
+                Box::new(hook)
+            }
+        }
+    }
+}
+
 /// Configures and starts a [`Watchdog`].
 pub struct WatchdogBuilder {
     registry: Registry,
@@ -131,7 +150,7 @@ pub struct WatchdogBuilder {
     default_growth: bool,
     load: Option<String>,
     cooldown: Duration,
-    hooks: Vec<Box<dyn AlertHook>>,
+    hooks: Vec<PendingHook>,
     consumers: Vec<SampleConsumer>,
     recording: Option<(PathBuf, Rotation)>,
     history_len: usize,
@@ -220,7 +239,7 @@ impl WatchdogBuilder {
 
     /// Adds an alert hook (a closure `FnMut(&Alert)` or an [`AlertHook`]).
     pub fn hook(mut self, hook: impl AlertHook) -> Self {
-        self.hooks.push(Box::new(hook));
+        self.hooks.push(PendingHook::Ready(Box::new(hook)));
         self
     }
 
@@ -234,10 +253,11 @@ impl WatchdogBuilder {
         self.webhook_hook(WebhookHook::new(url))
     }
 
-    /// Adds a configured [`WebhookHook`]; its failures are counted in the watched registry.
-    pub fn webhook_hook(self, mut hook: WebhookHook) -> Self {
-        hook.count_failures_in(&self.registry);
-        self.hook(hook)
+    /// Adds a configured [`WebhookHook`]; its failures are counted in the watched registry
+    /// (the one set by [`registry`](Self::registry), before or after this call).
+    pub fn webhook_hook(mut self, hook: WebhookHook) -> Self {
+        self.hooks.push(PendingHook::Webhook(hook));
+        self
     }
 
     /// Calls `consumer` with every sampled snapshot, on the watchdog thread (e.g. an exporter).
@@ -323,8 +343,13 @@ impl WatchdogBuilder {
         };
 
         let counters = HookCounters::new(&self.registry);
+        let hooks = self
+            .hooks
+            .into_iter()
+            .map(|h| h.bind(&self.registry))
+            .collect();
         let shared = Arc::new(Shared {
-            dispatcher: Mutex::new(Some(Dispatcher::start(self.hooks, counters))),
+            dispatcher: Mutex::new(Some(Dispatcher::start(hooks, counters))),
             deduper: Mutex::new(Deduper::new(self.cooldown)),
             history: Mutex::new(History::new(self.history_len)),
             active: Mutex::new(BTreeMap::new()),
