@@ -209,8 +209,22 @@ fn last_ident(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn is_serde(name: &str) -> bool {
-    name == "Serialize" || name == "Deserialize"
+/// Whether a derive path names serde's derives: `Serialize`/`Deserialize` bare (assumed to be
+/// serde's, the usual import) or under `serde`/`serde_derive`. Other crates' derives of the
+/// same name (`rkyv::Serialize`) must not get `#[serde(...)]` attributes: nothing would
+/// accept them.
+fn is_serde(path: &Path) -> bool {
+    let name = last_ident(path);
+    if name != "Serialize" && name != "Deserialize" {
+        return false;
+    }
+    match path.segments.len() {
+        1 => path.leading_colon.is_none(),
+        _ => {
+            let first = path.segments[0].ident.to_string();
+            first == "serde" || first == "serde_derive"
+        }
+    }
 }
 
 /// std derives that, on a `repr(packed)` struct, copy every field out (a reference to a packed
@@ -238,7 +252,7 @@ fn scan_derives(attrs: &mut Vec<Attribute>) -> syn::Result<Derives> {
                         d.debug = true;
                         continue;
                     }
-                    n if is_serde(n) => has_serde = true,
+                    _ if is_serde(&p) => has_serde = true,
                     n if copies_packed_fields(n) => {
                         d.copies_fields.get_or_insert((p.span(), name.clone()));
                     }
@@ -289,16 +303,15 @@ fn scan_cfg_attr(attr: &Attribute, d: &mut Derives) {
         match tt {
             TokenTree::Ident(i) if i == "derive" => in_derive = true,
             TokenTree::Group(g) if in_derive => {
-                for inner in g.stream() {
-                    if let TokenTree::Ident(i) = inner {
-                        let s = i.to_string();
-                        if s == "Copy" {
-                            d.copy = Some(i.span());
-                        } else if is_serde(&s) {
-                            serde = true;
-                        } else if copies_packed_fields(&s) {
-                            d.copies_fields.get_or_insert((i.span(), s));
-                        }
+                let paths = Punctuated::<Path, Token![,]>::parse_terminated.parse2(g.stream());
+                for p in paths.into_iter().flatten() {
+                    let name = last_ident(&p);
+                    if name == "Copy" {
+                        d.copy = Some(p.span());
+                    } else if is_serde(&p) {
+                        serde = true;
+                    } else if copies_packed_fields(&name) {
+                        d.copies_fields.get_or_insert((p.span(), name));
                     }
                 }
                 in_derive = false;
@@ -320,13 +333,42 @@ fn has_repr(attrs: &[Attribute], what: &str) -> bool {
     })
 }
 
-fn has_serde_attr(attrs: &[Attribute], what: &str) -> bool {
+/// Whether `#[serde(flag)]` is written, directly or under a `cfg_attr` (under any predicate:
+/// adding ours as well could give serde the flag twice, which it rejects).
+fn has_serde_flag(attrs: &[Attribute], flag: &str) -> bool {
     attrs.iter().any(|a| {
-        a.path().is_ident("serde")
-            && a.meta
-                .require_list()
-                .is_ok_and(|l| l.tokens.to_string().contains(what))
+        a.meta
+            .require_list()
+            .is_ok_and(|l| serde_flag_in(a.path(), l.tokens.clone(), flag))
     })
+}
+
+/// `path(tokens)` is `serde(.., flag, ..)`, or a `cfg_attr` holding one.
+fn serde_flag_in(path: &Path, tokens: TokenStream2, flag: &str) -> bool {
+    if path.is_ident("serde") {
+        // Only a bare word at the top level: `rename = "transparent"` is a literal.
+        return tokens
+            .into_iter()
+            .any(|tt| matches!(tt, TokenTree::Ident(i) if i == flag));
+    }
+    if !path.is_ident("cfg_attr") {
+        return false;
+    }
+    let mut prev: Option<Ident> = None;
+    for tt in tokens {
+        match tt {
+            TokenTree::Group(g) => {
+                if let Some(p) = prev.take()
+                    && serde_flag_in(&Path::from(p), g.stream(), flag)
+                {
+                    return true;
+                }
+            }
+            TokenTree::Ident(i) => prev = Some(i),
+            _ => prev = None,
+        }
+    }
+    false
 }
 
 /// Whether a bound is `?Sized`.
@@ -515,7 +557,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
         Fields::Unit => unreachable!("rejected above"),
     }
-    if newtype_serde && !has_serde_attr(&input.attrs, "transparent") {
+    if newtype_serde && !has_serde_flag(&input.attrs, "transparent") {
         // A newtype with a second (skipped) field would serialise as a one-element tuple.
         for pred in &derives.serde {
             input.attrs.push(match pred {
@@ -670,5 +712,85 @@ fn debug_impl(input: &DeriveInput, field_ident: &Ident, packed: bool) -> TokenSt
                 #body
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expanded(item: TokenStream2) -> String {
+        expand(TokenStream2::new(), item).unwrap().to_string()
+    }
+
+    #[test]
+    fn only_serde_paths_get_serde_attributes() {
+        for item in [
+            quote!(
+                #[derive(rkyv::Serialize, rkyv::Deserialize)]
+                struct S(u32);
+            ),
+            quote!(
+                #[derive(::rkyv::Serialize)]
+                struct S(u32);
+            ),
+            quote!(
+                #[cfg_attr(feature = "x", derive(rkyv::Serialize))]
+                struct S(u32);
+            ),
+        ] {
+            let out = expanded(item);
+            assert!(!out.contains("serde"), "{out}");
+        }
+        for item in [
+            quote!(
+                #[derive(Serialize)]
+                struct S(u32);
+            ),
+            quote!(
+                #[derive(serde::Serialize)]
+                struct S(u32);
+            ),
+            quote!(
+                #[derive(::serde::Deserialize)]
+                struct S(u32);
+            ),
+            quote!(
+                #[cfg_attr(feature = "x", derive(serde::Serialize))]
+                struct S(u32);
+            ),
+        ] {
+            let out = expanded(item);
+            assert!(out.contains("serde (skip)"), "{out}");
+            assert!(out.contains("serde (transparent)"), "{out}");
+        }
+    }
+
+    #[test]
+    fn a_transparent_already_written_is_not_added_again() {
+        for item in [
+            quote!(
+                #[derive(Serialize)]
+                #[serde(transparent)]
+                struct S(u32);
+            ),
+            quote! {
+                #[cfg_attr(feature = "x", derive(Serialize))]
+                #[cfg_attr(feature = "x", serde(transparent))]
+                struct S(u32);
+            },
+        ] {
+            let out = expanded(item);
+            assert_eq!(out.matches("transparent").count(), 1, "{out}");
+        }
+        let out = expanded(quote!(
+            #[derive(Serialize)]
+            #[serde(rename = "transparent")]
+            struct S(u32);
+        ));
+        assert!(
+            out.contains("serde (transparent)"),
+            "a renamed newtype still gets it: {out}"
+        );
     }
 }

@@ -389,6 +389,15 @@ fn serde_newtype_keeps_its_format() {
     assert_eq!(serde_json::to_string(&id).unwrap(), "42");
     assert_eq!(serde_json::from_str::<UserId>("42").unwrap(), id);
     assert_eq!(format!("{id:?}"), "UserId(42)");
+
+    // A `serde(transparent)` of its own under a `cfg_attr` keeps working.
+    #[tracked]
+    #[cfg_attr(all(), derive(Debug, PartialEq, Serialize, Deserialize))]
+    #[cfg_attr(all(), serde(transparent))]
+    struct Cents(u64);
+    let c = Cents(5, Default::default());
+    assert_eq!(serde_json::to_string(&c).unwrap(), "5");
+    assert_eq!(serde_json::from_str::<Cents>("5").unwrap(), c);
 }
 
 #[test]
