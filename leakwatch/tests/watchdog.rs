@@ -526,3 +526,22 @@ fn the_interval_must_be_at_most_a_day() {
     // The longest accepted interval runs and stops at once.
     start(leakwatch::watchdog::MAX_INTERVAL).unwrap().stop();
 }
+
+#[test]
+fn consumers_see_a_last_snapshot_when_the_watchdog_stops() {
+    let reg = Registry::new();
+    let (tx, rx) = mpsc::channel();
+    // No tick within the test: whatever the consumer sees comes from the stop.
+    let wd = Watchdog::builder()
+        .registry(&reg)
+        .interval(Duration::from_secs(3600))
+        .on_sample(move |s| {
+            let _ = tx.send(s.get("late").map_or(0, |s| s.live));
+        })
+        .start()
+        .unwrap();
+    let t = Token::new_in(&reg, "late");
+    wd.stop();
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1]);
+    drop(t);
+}

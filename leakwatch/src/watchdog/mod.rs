@@ -26,7 +26,8 @@
 //! 5. turns findings into [`Alert`]s, de-duplicates them, and queues them for the hooks.
 //!
 //! Scope findings (registration after close, outlived scope) become alerts the moment they
-//! happen, without waiting for a tick.
+//! happen, without waiting for a tick. When the watchdog stops, the consumers get one last
+//! snapshot, so exporters also send what changed since the last tick.
 //!
 //! With no rules configured, growth is watched on [`default_selection`]: every tracked type's,
 //! token's, callback registry's, scope's and connection tracker's live count, plus resident and
@@ -260,8 +261,10 @@ impl WatchdogBuilder {
         self
     }
 
-    /// Calls `consumer` with every sampled snapshot, on the watchdog thread (e.g. an exporter).
-    /// A panicking consumer is caught and counted (`count.leakwatch.sample_consumer.panics`).
+    /// Calls `consumer` with every sampled snapshot, on the watchdog thread (e.g. an exporter),
+    /// and once more with a last snapshot when the watchdog stops, so an exporter also sends
+    /// what changed since the last tick. A panicking consumer is caught and counted
+    /// (`count.leakwatch.sample_consumer.panics`).
     pub fn on_sample(mut self, consumer: impl FnMut(&Snapshot) + Send + 'static) -> Self {
         self.consumers.push(Box::new(consumer));
         self
@@ -524,6 +527,11 @@ impl Sampler {
                 tick = behind as u64;
             }
         }
+        // Exporters send counter changes once per tick: without this last look, whatever
+        // happened since the last tick would never reach them. Only the consumers see it;
+        // detectors and the recording keep their regular grid of samples.
+        let snapshot = self.registry.snapshot_counts();
+        self.feed_consumers(&snapshot);
         if let Some(r) = &mut self.recording {
             let _ = r.flush();
         }
@@ -532,14 +540,18 @@ impl Sampler {
         self.shared.shutdown_dispatcher();
     }
 
-    fn tick(&mut self, t: f64) {
-        self.shared.now.store(t.to_bits(), Ordering::Relaxed);
-        let snapshot = self.registry.snapshot_counts();
+    fn feed_consumers(&mut self, snapshot: &Snapshot) {
         for c in &mut self.consumers {
-            if std::panic::catch_unwind(AssertUnwindSafe(|| c(&snapshot))).is_err() {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| c(snapshot))).is_err() {
                 self.consumer_panics.incr();
             }
         }
+    }
+
+    fn tick(&mut self, t: f64) {
+        self.shared.now.store(t.to_bits(), Ordering::Relaxed);
+        let snapshot = self.registry.snapshot_counts();
+        self.feed_consumers(&snapshot);
         let metrics = self.names.flatten(&snapshot);
         self.shared.history.lock().push(t, &metrics);
         if let Some(r) = &mut self.recording {
