@@ -181,9 +181,11 @@ impl Connections {
         reap(&self.shared)
     }
 
-    /// Starts a background thread that calls [`reap_now`](Self::reap_now) every `interval`.
+    /// Starts a background thread that calls [`reap_now`](Self::reap_now) every `interval`
+    /// (clamped to 1 ms ..= 1 day, see [`clamp_spawn_interval`](crate::watchdog::clamp_spawn_interval)).
     /// The thread stops when the returned [`Reaper`] is dropped or the tracker is gone.
     pub fn start_reaper(&self, interval: Duration) -> Reaper {
+        let interval = crate::watchdog::clamp_spawn_interval(interval);
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let weak = Arc::downgrade(&self.shared);
         let stop2 = stop.clone();
@@ -416,6 +418,24 @@ mod tests {
         std::thread::spawn(move || tx.send(f()).unwrap());
         rx.recv_timeout(Duration::from_secs(5))
             .expect("deadlock: user code ran under a Connections lock")
+    }
+
+    #[test]
+    fn a_zero_reaper_interval_does_not_spin() {
+        let reg = Registry::new();
+        let c = Connections::new_in(&reg, "zero");
+        let checks = Arc::new(AtomicU64::new(0));
+        let n = checks.clone();
+        let _conn = c.open(move || {
+            n.fetch_add(1, Ordering::Relaxed);
+            true
+        });
+        let reaper = c.start_reaper(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(50));
+        reaper.stop();
+        // At 1 ms at most ~50 checks (a spinning reaper makes hundreds of thousands); the bound
+        // is loose so a slow machine cannot fail it.
+        assert!(checks.load(Ordering::Relaxed) < 5_000, "{checks:?}");
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub use callbacks::{Callbacks, Subscription};
 pub use connections::{AliveFlag, CloseReason, Connection, Connections, Reaper};
 pub use event::EventCounter;
 pub use registry::Registry;
-pub use scope::{Scope, ScopeBuilder, ScopeClosed, ScopeFinding};
+pub use scope::{Scope, ScopeBuilder, ScopeClosed, ScopeFinding, ScopeObserverId};
 pub use site::Site;
 pub use snapshot::{
     Counts, FlatMetric, Metric, MetricKind, MetricNames, SeriesChange, SeriesKind, SeriesSnapshot,

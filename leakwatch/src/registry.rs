@@ -13,7 +13,7 @@ use std::time::Instant;
 use parking_lot::{Mutex, RwLock};
 
 use crate::counter::{BatchReader, Half, Pair, PairCounter};
-use crate::scope::{FindingLog, ScopeFinding};
+use crate::scope::{FindingLog, ScopeFinding, ScopeObserverId};
 use crate::site::SiteTable;
 use crate::snapshot::{SeriesKind, SeriesSnapshot, Snapshot};
 use crate::tracked::TypeStats;
@@ -219,9 +219,20 @@ impl Registry {
 
     /// Calls `observer` for every scope finding (late registration, outlived scope) in this
     /// registry the moment it is detected. Observers must be quick; a panicking observer is
-    /// caught and counted, never propagated.
-    pub fn on_scope_finding(&self, observer: impl Fn(&ScopeFinding) + Send + Sync + 'static) {
-        self.inner.findings.add_observer(Arc::new(observer));
+    /// caught and counted, never propagated. The returned id removes it again
+    /// ([`remove_scope_observer`](Self::remove_scope_observer)); ignoring it keeps the observer
+    /// for the registry's lifetime.
+    pub fn on_scope_finding(
+        &self,
+        observer: impl Fn(&ScopeFinding) + Send + Sync + 'static,
+    ) -> ScopeObserverId {
+        self.inner.findings.add_observer(Arc::new(observer))
+    }
+
+    /// Removes an observer added with [`on_scope_finding`](Self::on_scope_finding); false if it
+    /// was already removed. It may still be running for a finding reported just before.
+    pub fn remove_scope_observer(&self, id: ScopeObserverId) -> bool {
+        self.inner.findings.remove_observer(id)
     }
 }
 

@@ -143,11 +143,17 @@ pub struct ScopeClosed {
 
 type Observer = Arc<dyn Fn(&ScopeFinding) + Send + Sync>;
 
+/// Names an observer added with [`Registry::on_scope_finding`], so it can be removed with
+/// [`Registry::remove_scope_observer`] (a watchdog removes its own when it stops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ScopeObserverId(u64);
+
 /// Recent findings of a registry plus its observers.
 #[derive(Default)]
 pub(crate) struct FindingLog {
     recent: Mutex<VecDeque<ScopeFinding>>,
-    observers: RwLock<Vec<Observer>>,
+    observers: RwLock<Vec<(ScopeObserverId, Observer)>>,
+    next_observer: AtomicU64,
     observer_panics: AtomicU64,
 }
 
@@ -155,8 +161,26 @@ pub(crate) struct FindingLog {
 const RECENT_FINDINGS: usize = 256;
 
 impl FindingLog {
-    pub(crate) fn add_observer(&self, o: Observer) {
-        self.observers.write().push(o);
+    pub(crate) fn add_observer(&self, o: Observer) -> ScopeObserverId {
+        let id = ScopeObserverId(self.next_observer.fetch_add(1, Ordering::Relaxed));
+        self.observers.write().push((id, o));
+        id
+    }
+
+    #[cfg(test)]
+    pub(crate) fn observer_count(&self) -> usize {
+        self.observers.read().len()
+    }
+
+    /// Removes an observer; false if it was not there (already removed).
+    pub(crate) fn remove_observer(&self, id: ScopeObserverId) -> bool {
+        let removed = {
+            let mut observers = self.observers.write();
+            let i = observers.iter().position(|(o, _)| *o == id);
+            i.map(|i| observers.remove(i))
+        };
+        // Dropped after the lock is released: the closure may own anything.
+        removed.is_some()
     }
 
     pub(crate) fn recent(&self) -> Vec<ScopeFinding> {
@@ -176,7 +200,12 @@ impl FindingLog {
             }
             r.push_back(finding.clone());
         }
-        let observers: Vec<Observer> = self.observers.read().clone();
+        let observers: Vec<Observer> = self
+            .observers
+            .read()
+            .iter()
+            .map(|(_, o)| o.clone())
+            .collect();
         for o in observers {
             if std::panic::catch_unwind(AssertUnwindSafe(|| o(&finding))).is_err() {
                 self.observer_panics.fetch_add(1, Ordering::Relaxed);
@@ -563,6 +592,38 @@ impl Janitor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn removed_observers_see_nothing_and_watchdog_restarts_do_not_pile_up() {
+        let reg = Registry::new();
+        let seen = Arc::new(AtomicU64::new(0));
+        let s2 = seen.clone();
+        let id = reg.on_scope_finding(move |_| {
+            s2.fetch_add(1, Ordering::Relaxed);
+        });
+        let late = |reg: &Registry| {
+            let scope = Scope::builder("s").registry(reg).open();
+            scope.close();
+            assert!(scope.bind(&mut Token::new_in(reg, "t")).is_err());
+        };
+        late(&reg);
+        assert_eq!(seen.load(Ordering::Relaxed), 1);
+        assert!(reg.remove_scope_observer(id));
+        assert!(!reg.remove_scope_observer(id), "already gone");
+        late(&reg);
+        assert_eq!(
+            seen.load(Ordering::Relaxed),
+            1,
+            "a removed observer is not called"
+        );
+
+        for _ in 0..5 {
+            let wd = crate::Watchdog::builder().registry(&reg).start().unwrap();
+            assert_eq!(reg.inner.findings.observer_count(), 1);
+            drop(wd);
+        }
+        assert_eq!(reg.inner.findings.observer_count(), 0);
+    }
+
     use super::*;
     use std::sync::mpsc;
 

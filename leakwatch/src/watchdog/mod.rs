@@ -365,10 +365,11 @@ impl WatchdogBuilder {
         // Scope findings are turned into alerts on the thread that detects them, at once;
         // they also go to the sampling thread so the recording has them.
         let (scope_tx, scope_rx) = unbounded::<Alert>();
+        let observer;
         {
             let weak = Arc::downgrade(&shared);
             let scope_tx = Mutex::new(scope_tx);
-            self.registry.on_scope_finding(move |f| {
+            observer = self.registry.on_scope_finding(move |f| {
                 let Some(shared) = weak.upgrade() else { return };
                 if !shared.running.load(Ordering::Relaxed) {
                     return;
@@ -384,6 +385,7 @@ impl WatchdogBuilder {
         let stop = Arc::new((Mutex::new(false), parking_lot::Condvar::new()));
         let consumer_panics =
             crate::event::EventCounter::new_in(&self.registry, "leakwatch.sample_consumer.panics");
+        let registry = self.registry.clone();
         let mut sampler = Sampler {
             registry: self.registry,
             engine,
@@ -408,6 +410,7 @@ impl WatchdogBuilder {
             shared,
             stop,
             thread: Some(thread),
+            observer: Some((registry, observer)),
         })
     }
 }
@@ -604,6 +607,9 @@ pub struct Watchdog {
     shared: Arc<Shared>,
     stop: Arc<(Mutex<bool>, parking_lot::Condvar)>,
     thread: Option<JoinHandle<()>>,
+    /// This watchdog's scope-finding observer, removed at shutdown so restarts do not pile
+    /// dead observers onto the registry.
+    observer: Option<(Registry, crate::ScopeObserverId)>,
 }
 
 impl std::fmt::Debug for Watchdog {
@@ -675,6 +681,9 @@ impl Watchdog {
 
     fn shutdown(&mut self) {
         self.shared.running.store(false, Ordering::Relaxed);
+        if let Some((registry, id)) = self.observer.take() {
+            registry.remove_scope_observer(id);
+        }
         *self.stop.0.lock() = true;
         self.stop.1.notify_all();
         if let Some(t) = self.thread.take() {
