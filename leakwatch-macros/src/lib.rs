@@ -130,6 +130,10 @@ const FIELD: &str = "__tracked_Default_default";
 ///   both counted as `Cache`), because a `static` cannot depend on type parameters. Live bytes
 ///   are then summed per instance with each instantiation's own `size_of`; if a type parameter
 ///   is `?Sized`, live bytes are not reported.
+/// * Structs generic only over lifetimes name themselves with `'static` in the tracker
+///   (`Tracker<Holder<'static>>`), so borrowing rules stay those of the plain struct. With type
+///   parameters the tracker names `S<'a, T>`, and because it has a `Drop` impl, what the struct
+///   borrows must strictly outlive it (declare the referent before the value that holds it).
 ///
 /// # Unsupported shapes (each a compile error that says what to do)
 ///
@@ -530,13 +534,29 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             Some(p) => parse_quote!(#[cfg_attr(#p, serde(skip))]),
         });
     }
+    // A struct generic only over lifetimes names itself with 'static in the tracker's type:
+    // the tracker has a Drop impl, and naming `'a` there would make the borrow checker demand
+    // that everything the struct borrows strictly outlives it (E0597 where the plain struct
+    // compiles). All lifetimes share one `TypeStats`, so nothing else changes.
+    let tracker_target = if input.generics.lifetimes().next().is_some()
+        && input
+            .generics
+            .params
+            .iter()
+            .all(|p| matches!(p, GenericParam::Lifetime(_)))
+    {
+        let statics = input.generics.lifetimes().map(|_| quote!('static));
+        quote!(#ident<#(#statics),*>)
+    } else {
+        self_ty.clone()
+    };
     let field = Field {
         attrs: field_attrs,
         vis: input.vis.clone(),
         mutability: syn::FieldMutability::None,
         ident: None,
         colon_token: None,
-        ty: parse_quote!(::leakwatch::__private::Tracker<#self_ty>),
+        ty: parse_quote!(::leakwatch::__private::Tracker<#tracker_target>),
     };
     let last_unsized = data
         .fields

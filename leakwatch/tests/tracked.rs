@@ -563,3 +563,25 @@ mod shapes {
         assert_eq!((counts::<STATS>().live, counts::<NAME>().live), (1, 1));
     }
 }
+
+/// A struct that only borrows: the tracker must not make the borrow checker stricter than for
+/// the plain struct (a Drop impl naming `'a` would: the referent declared after the Vec that
+/// holds the struct would fail with E0597).
+#[leakwatch::tracked]
+#[derive(Debug)]
+struct OnlyBorrows<'a> {
+    text: &'a str,
+}
+
+#[test]
+fn borrowing_structs_keep_plain_borrow_rules() {
+    let _serial = leakwatch::testing::serial();
+    let mut held = Vec::new();
+    let text = String::from("hello");
+    held.push(OnlyBorrows {
+        text: &text,
+        __tracked_Default_default: Default::default(),
+    });
+    assert_eq!(held[0].text, "hello");
+    assert_eq!(leakwatch::counts::<OnlyBorrows<'_>>().live, 1);
+}
