@@ -493,3 +493,32 @@ fn a_huge_spawn_interval_is_clamped_not_a_panic() {
     }
     assert!(handle.stop(Duration::from_secs(2)));
 }
+
+#[test]
+fn failed_sends_are_counted_per_line() {
+    // Port 0 makes every send fail (EINVAL) without any network: each failed datagram's lines
+    // are counted in statsd.dropped, not one per chunk.
+    let reg = Registry::new();
+    let _live: Vec<Token> = (0..50)
+        .map(|i| Token::new_in(&reg, &format!("s{i}")))
+        .collect();
+    let exp = StatsdExporter::builder("127.0.0.1:0")
+        .prefix("app")
+        .instance("i")
+        .registry(&reg)
+        .datagram_size(128) // several datagrams
+        .build()
+        .unwrap();
+    let stats = exp.export(&reg.snapshot());
+    assert!(stats.queued >= 100, "{stats:?}");
+    exp.flush(Duration::from_secs(5));
+    let dropped = reg
+        .snapshot()
+        .get("statsd.dropped")
+        .map(|s| s.created)
+        .unwrap_or(0);
+    assert_eq!(
+        dropped, stats.queued as u64,
+        "every line of every failed datagram"
+    );
+}

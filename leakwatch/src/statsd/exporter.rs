@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -200,17 +199,16 @@ impl StatsdExporterBuilder {
 
         let dropped = EventCounter::new_in(&self.registry, DROPPED_COUNTER);
         let progress = Arc::new(Progress::default());
-        let paced = PacedSink::new(udp, progress.clone(), self.max_lines_per_second);
-        let on_error = AssertUnwindSafe(dropped.clone());
+        let paced = PacedSink::new(
+            udp,
+            progress.clone(),
+            dropped.clone(),
+            self.max_lines_per_second,
+        );
         // The queue is held once, in `Inner`, and never cloned: cadence's `Drop` of *any*
         // clone stops the shared worker thread.
         let queue = QueuingMetricSink::builder()
             .with_capacity(self.queue_capacity)
-            .with_error_handler(move |_e| {
-                // Borrow the whole wrapper: capturing only `.0` would lose AssertUnwindSafe.
-                let counter = &on_error;
-                counter.0.incr()
-            })
             .build(paced);
 
         let instance = match self.instance {

@@ -5,11 +5,14 @@
 //! not fit is refused and counted by the exporter).
 
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cadence::{BufferedUdpMetricSink, MetricSink, SinkStats};
+
+use crate::event::EventCounter;
 
 /// Progress shared between the worker (which writes it) and `flush` (which waits on it).
 #[derive(Debug, Default)]
@@ -41,6 +44,9 @@ const WINDOW: Duration = Duration::from_millis(10);
 pub(crate) struct PacedSink {
     inner: BufferedUdpMetricSink,
     progress: Arc<Progress>,
+    /// `statsd.dropped`: lines of a chunk whose send failed are counted here, by line like
+    /// every other drop (an error handler on cadence's queue would see one error per chunk).
+    dropped: AssertUnwindSafe<EventCounter>,
     lines_per_window: u64,
     start: Instant,
     /// Current window number (since `start`) and lines sent in it; only the worker touches
@@ -53,12 +59,15 @@ impl PacedSink {
     pub(crate) fn new(
         inner: BufferedUdpMetricSink,
         progress: Arc<Progress>,
+        dropped: EventCounter,
         lines_per_second: u64,
     ) -> Self {
         let per_window = lines_per_second.saturating_mul(WINDOW.as_millis() as u64) / 1000;
         PacedSink {
             inner,
             progress,
+            // cadence wants an unwind-safe sink; a counter is consistent at any point.
+            dropped: AssertUnwindSafe(dropped),
             lines_per_window: per_window.max(1),
             start: Instant::now(),
             window: AtomicU64::new(0),
@@ -96,8 +105,17 @@ impl MetricSink for PacedSink {
     fn emit(&self, metric: &str) -> io::Result<usize> {
         // A queue entry is a chunk of newline-joined lines (see `batch`).
         let lines = metric.bytes().filter(|b| *b == b'\n').count() as u64 + 1;
-        // Errors (a failed datagram send) go to the queue's error handler, which counts them.
-        let r = self.inner.emit(metric);
+        // A failed send is counted here, per line; the error still goes back to cadence (its
+        // queue has no handler, so it goes no further).
+        // Each chunk is one datagram already (see `batch`): sending it now, rather than when
+        // cadence's buffer next fills, ties a failed send to the lines it carried.
+        let r = self
+            .inner
+            .emit(metric)
+            .and_then(|n| self.inner.flush().map(|()| n));
+        if r.is_err() {
+            self.dropped.add(lines);
+        }
         self.progress
             .passed_lines
             .fetch_add(lines, Ordering::Relaxed);
