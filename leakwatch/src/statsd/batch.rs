@@ -38,14 +38,27 @@ impl<C> Batch<C> {
         commit: Option<C>,
         apply: &mut dyn FnMut(C),
     ) {
-        if !self.buf.is_empty() && self.buf.len() + 1 + line.len() > self.cap {
+        self.push_group(send, line, 1, commit, apply);
+    }
+
+    /// Adds `lines` newline-joined lines that must travel in one chunk (StatsD applies them
+    /// together or not at all).
+    pub(crate) fn push_group(
+        &mut self,
+        send: SendChunk<'_>,
+        text: &str,
+        lines: usize,
+        commit: Option<C>,
+        apply: &mut dyn FnMut(C),
+    ) {
+        if !self.buf.is_empty() && self.buf.len() + 1 + text.len() > self.cap {
             self.send(send, apply);
         }
         if !self.buf.is_empty() {
             self.buf.push('\n');
         }
-        self.buf.push_str(line);
-        self.lines += 1;
+        self.buf.push_str(text);
+        self.lines += lines;
         self.pending.extend(commit);
     }
 
@@ -96,5 +109,23 @@ mod tests {
         );
         assert_eq!(applied, vec![0, 1, 2]);
         assert_eq!((b.queued, b.refused), (3, 1));
+    }
+
+    #[test]
+    fn a_group_is_never_split_across_chunks() {
+        let sent = RefCell::new(Vec::new());
+        let send = |chunk: &str, lines: usize| {
+            sent.borrow_mut().push((chunk.to_owned(), lines));
+            true
+        };
+        let mut b: Batch<()> = Batch::new(12);
+        b.push(&send, "g:1|g", None, &mut |_| {});
+        b.push_group(&send, "n:0|g\nn:-5|g", 2, None, &mut |_| {});
+        b.send(&send, &mut |_| {});
+        assert_eq!(
+            *sent.borrow(),
+            vec![("g:1|g".to_owned(), 1), ("n:0|g\nn:-5|g".to_owned(), 2)]
+        );
+        assert_eq!(b.queued, 3);
     }
 }

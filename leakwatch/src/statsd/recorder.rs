@@ -192,17 +192,20 @@ impl UserMetrics {
                 continue;
             }
             // StatsD reads a signed gauge value as a change of the current level; to *set* a
-            // negative level, set 0 first (same chunk or the one before: order is kept).
-            if v < 0.0 {
-                line.clear();
-                push_line(&mut line, &g.key, 0.0, "g", &g.tags);
-                batch.push(send, &line, None, &mut apply);
-            }
+            // negative level, set 0 first, in the same datagram: were the `-5` accepted and
+            // the `0` refused, the daemon would apply -5 as a decrement.
             line.clear();
+            let mut lines = 1;
+            if v < 0.0 {
+                push_line(&mut line, &g.key, 0.0, "g", &g.tags);
+                line.push('\n');
+                lines = 2;
+            }
             push_line(&mut line, &g.key, v, "g", &g.tags);
-            batch.push(
+            batch.push_group(
                 send,
                 &line,
+                lines,
                 Some(Commit::Gauge(g.clone(), bits)),
                 &mut apply,
             );
