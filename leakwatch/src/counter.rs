@@ -143,12 +143,16 @@ struct ShardReturner;
 
 impl Drop for ShardReturner {
     fn drop(&mut self) {
-        let stripe = STRIPE.with(|s| s.replace(NO_STRIPE));
+        // try_with: without native TLS, thread-local destructors run in no fixed order, and
+        // `with` on an already destroyed one would panic inside a destructor (an abort).
+        let stripe = STRIPE
+            .try_with(|s| s.replace(NO_STRIPE))
+            .unwrap_or(NO_STRIPE);
         if stripe != 0 && stripe != NO_STRIPE {
             // The slots keep their totals: the next thread continues from them.
             FREE_STRIPES.lock().push(stripe);
         }
-        let shard = LOCAL.with(|l| l.replace(RETIRED));
+        let shard = LOCAL.try_with(|l| l.replace(RETIRED)).unwrap_or(RETIRED);
         if !shard.is_null() && shard != RETIRED {
             // SAFETY: every non-sentinel pointer in LOCAL came from a leaked `&'static Shard`.
             FREE_SHARDS.lock().push(unsafe { &*shard });
@@ -362,10 +366,10 @@ impl PairCounter {
     /// whose creation happened-before its drop, even across threads.
     pub(crate) fn read(&self) -> Pair {
         if self.id.load(Ordering::Relaxed) == 0 {
-            return Pair {
-                up: self.shared_up.load(Ordering::Acquire),
-                down: self.shared_down.load(Ordering::Acquire),
-            };
+            // Down first, as everywhere: a drop seen implies its creation is seen.
+            let down = self.shared_down.load(Ordering::Acquire);
+            let up = self.shared_up.load(Ordering::Acquire);
+            return Pair { up, down };
         }
         BatchReader::new().read(self)
     }

@@ -412,15 +412,17 @@ impl RecordingWriter {
     /// `BTreeMap<&str, f64>`.
     pub fn tick(&mut self, t: f64, values: &impl Serialize) -> io::Result<()> {
         let line = serde_json::to_string(&TickLine { t, values }).map_err(io::Error::other)?;
-        self.write_line(&line)?;
-        self.rotate_if_needed()
+        // Rotate first: if that fails, this line is dropped with the error, as documented.
+        self.rotate_if_needed()?;
+        self.write_line(&line)
     }
 
     /// Writes an alert line.
     pub fn alert(&mut self, t: f64, alert: &impl Serialize) -> io::Result<()> {
         let line = serde_json::to_string(&AlertLine { t, alert }).map_err(io::Error::other)?;
-        self.write_line(&line)?;
-        self.rotate_if_needed()
+        // Rotate first: if that fails, this line is dropped with the error, as documented.
+        self.rotate_if_needed()?;
+        self.write_line(&line)
     }
 
     /// Flushes buffered lines to the file.

@@ -522,3 +522,15 @@ fn failed_sends_are_counted_per_line() {
         "every line of every failed datagram"
     );
 }
+
+#[test]
+fn flush_takes_any_timeout() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let _t = Token::new_in(&reg, "x");
+    let exp = exporter(&rx, &reg);
+    exp.export(&reg.snapshot());
+    // Duration::MAX is "as long as it takes", not an Instant overflow panic.
+    assert!(exp.flush(Duration::MAX));
+    assert!(!rx.lines(QUIET).is_empty());
+}

@@ -389,14 +389,21 @@ impl Drop for Inner {
 
 fn flush(inner: &Inner, timeout: Duration) -> bool {
     inner.flush_user(false);
-    let deadline = Instant::now() + timeout;
+    // A timeout too long for the clock (Duration::MAX) waits until done.
+    let deadline = Instant::now().checked_add(timeout);
+    let before_deadline = || deadline.is_none_or(|d| Instant::now() < d);
+    let left = || {
+        deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        })
+    };
     let target = inner.queue.submitted();
     let mut done = inner.progress.passed.load(Ordering::Acquire) >= target;
     // Back off from 100 µs to 5 ms: a paced queue of 40 000 lines takes ~0.4 s to drain, and
     // polling it every 200 µs cost more CPU than the export itself.
     let mut nap = Duration::from_micros(100);
-    while !done && Instant::now() < deadline {
-        std::thread::sleep(nap.min(deadline.saturating_duration_since(Instant::now())));
+    while !done && before_deadline() {
+        std::thread::sleep(nap.min(left()));
         nap = (nap * 2).min(Duration::from_millis(5));
         done = inner.progress.passed.load(Ordering::Acquire) >= target;
     }

@@ -265,6 +265,9 @@ impl WatchdogBuilder {
     /// and once more with a last snapshot when the watchdog stops, so an exporter also sends
     /// what changed since the last tick. A panicking consumer is caught and counted
     /// (`count.leakwatch.sample_consumer.panics`).
+    ///
+    /// Because stopping runs the consumer once more and waits for it, do not stop or drop the
+    /// watchdog while holding a lock the consumer takes: that wait would never end.
     pub fn on_sample(mut self, consumer: impl FnMut(&Snapshot) + Send + 'static) -> Self {
         self.consumers.push(Box::new(consumer));
         self
@@ -675,6 +678,10 @@ impl Watchdog {
     /// From the watchdog's own thread (a sample consumer stopping or dropping it) it cannot
     /// wait for itself: it only signals the stop, and the thread ends, draining the hooks,
     /// once the consumer returns.
+    ///
+    /// The sample consumers run one last time before the thread ends (see
+    /// [`WatchdogBuilder::on_sample`]): do not call this (or drop the watchdog) while holding
+    /// a lock a consumer takes.
     pub fn stop(mut self) {
         self.shutdown();
     }
