@@ -128,7 +128,18 @@ static GLOBAL: OnceLock<Registry> = OnceLock::new();
 static TYPES: Mutex<Vec<&'static TypeStats>> = Mutex::new(Vec::new());
 
 pub(crate) fn register_type(stats: &'static TypeStats) {
-    TYPES.lock().push(stats);
+    let mut types = TYPES.lock();
+    if types.iter().any(|t| t.name() == stats.name()) {
+        // Snapshots sum same-named types into one series; say so once per clash, as the
+        // user probably meant two series.
+        tracing::warn!(
+            series = stats.name(),
+            "two #[tracked] types share the series name {:?}; their counts are summed \
+             (give one a distinct #[tracked(name = \"...\")])",
+            stats.name()
+        );
+    }
+    types.push(stats);
 }
 
 impl Default for Registry {

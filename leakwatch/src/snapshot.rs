@@ -373,6 +373,27 @@ impl Snapshot {
         findings: Vec<ScopeFinding>,
     ) -> Snapshot {
         series.sort_by(|a, b| (&a.name, a.kind).cmp(&(&b.name, b.kind)));
+        // Two #[tracked] types can end up with one name (same ident in two fn bodies of a
+        // module, or the same `name =`): they are one series here, summed, so `get` and `diff`
+        // lose neither. Peak becomes the sum of peaks, an upper bound.
+        series.dedup_by(|later, first| {
+            if later.name != first.name || later.kind != first.kind {
+                return false;
+            }
+            first.created += later.created;
+            first.dropped += later.dropped;
+            first.live += later.live;
+            first.peak += later.peak;
+            first.live_bytes = match (first.live_bytes, later.live_bytes) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+            for (k, v) in std::mem::take(&mut later.extra) {
+                *first.extra.entry(k).or_default() += v;
+            }
+            first.sites.append(&mut later.sites);
+            true
+        });
         let taken_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

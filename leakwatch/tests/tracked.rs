@@ -585,3 +585,41 @@ fn borrowing_structs_keep_plain_borrow_rules() {
     assert_eq!(held[0].text, "hello");
     assert_eq!(leakwatch::counts::<OnlyBorrows<'_>>().live, 1);
 }
+
+/// Two types with one series name (here by `name =`; also two same-named structs in
+/// different fn bodies of a module): the snapshot shows one series holding both, so a leak in
+/// either is neither lost by `get` nor by `diff`.
+#[leakwatch::tracked(name = "tests.shared_name")]
+struct SharedA(u8);
+
+#[leakwatch::tracked(name = "tests.shared_name")]
+struct SharedB(u8);
+
+#[test]
+fn same_named_types_are_summed_in_snapshots() {
+    let _serial = leakwatch::testing::serial();
+    let base = leakwatch::snapshot();
+    let a = SharedA(1, Default::default());
+    let b = [
+        SharedB(2, Default::default()),
+        SharedB(3, Default::default()),
+    ];
+    let snap = leakwatch::snapshot();
+    let shared: Vec<_> = snap
+        .series
+        .iter()
+        .filter(|s| s.name == "tests.shared_name")
+        .collect();
+    assert_eq!(shared.len(), 1, "one series");
+    assert_eq!(shared[0].live, 3);
+    assert_eq!(a.0 + b[0].0 + b[1].0, 6);
+    let diff = snap.diff(&base);
+    let grown: Vec<_> = diff.grown().collect();
+    assert!(
+        grown
+            .iter()
+            .any(|c| c.name == "tests.shared_name" && c.live == 3),
+        "{grown:?}"
+    );
+    drop((a, b));
+}
