@@ -279,13 +279,20 @@ impl PairCounter {
 
     /// A never-used id: hot if asked for and any are left.
     fn fresh_id(&self) -> u32 {
+        // Saturating, never wrapping: a wrapped id would land on a hot slot (or 0, "no id")
+        // in use by another counter. Ids past the shards' range count through the shared
+        // fallback, correctly if slower.
+        let take = |next: &AtomicU32| {
+            next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
+                .unwrap_or(u32::MAX)
+        };
         if self.hot {
-            let hot = NEXT_HOT_ID.fetch_add(1, Ordering::Relaxed);
+            let hot = take(&NEXT_HOT_ID);
             if (hot as usize) < HOT_SLOTS {
                 return hot;
             }
         }
-        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        take(&NEXT_ID)
     }
 
     #[cold]
