@@ -138,6 +138,21 @@ fn healthy_recording_has_no_findings() {
 }
 
 #[test]
+fn a_recording_shorter_than_the_warmup_says_growth_was_not_judged() {
+    let d = dir("short");
+    let rec = d.join("rec.jsonl");
+    record(&rec, 120, leaking);
+    let text = leakwatch(&["analyze", arg(&rec)]);
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("growth was not judged: the input spans 1m59s"),
+        "{text}"
+    );
+    assert!(!text.contains("no leak found"), "{text}");
+}
+
+#[test]
 fn leaking_series_gives_a_growth_finding() {
     let d = dir("growth");
     let rec = d.join("rec.jsonl");

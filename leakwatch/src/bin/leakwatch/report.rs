@@ -87,7 +87,23 @@ pub fn write_text(
         }
     }
     writeln!(out)?;
+    // Growth is judged only once a series has been seen for the warm-up: on a shorter input
+    // "no leak found" would claim more than was tested.
+    let span = a.span.map_or(0.0, |(t0, t1)| t1 - t0);
+    let warmup = rules
+        .growth
+        .iter()
+        .map(|g| g.warmup.as_secs_f64())
+        .fold(f64::INFINITY, f64::min);
+    let too_short_for_growth = warmup.is_finite() && span < warmup;
     match (a.episodes.len(), a.open()) {
+        (0, _) if too_short_for_growth => writeln!(
+            out,
+            "Verdict: nothing found, but growth was not judged: the input spans {}, and growth \
+             is judged only after a series has been seen for {} (its warm-up).",
+            duration(span),
+            duration(warmup)
+        ),
         (0, _) => writeln!(out, "Verdict: no leak found."),
         (n, 0) => writeln!(
             out,
