@@ -59,8 +59,8 @@ impl MetricsBridge {
     }
 
     /// Sets every gauge and increments every counter by its change since the last publish.
-    /// Series of different kinds that share a name publish to the same `metrics` key: their
-    /// counters add up, and the last gauge set wins.
+    /// Series of different kinds that share a name publish one `metrics` key per metric,
+    /// holding the sum over them (see [`Snapshot::metrics`]).
     pub fn publish(&mut self, snapshot: &Snapshot) {
         let prefix = &self.prefix;
         for m in self.names.flatten(snapshot) {

@@ -192,6 +192,9 @@ pub struct MetricNames {
     index: HashMap<SeriesKind, HashMap<String, usize>>,
     memory: Option<usize>,
     names: Vec<(String, MetricKind)>,
+    /// Set once two series (of different kinds) flattened to one name and share its id:
+    /// from then on `flatten` sums values per id.
+    shared_ids: bool,
 }
 
 #[derive(Debug)]
@@ -272,6 +275,22 @@ impl MetricNames {
         pos
     }
 
+    /// The id of `name` if a series of another kind with the same series name already has it:
+    /// a Token "jobs" and a Connections "jobs" both flatten to `live.jobs`, which must stay
+    /// one metric (one value per tick for detectors, one gauge for exporters).
+    fn same_name_elsewhere(&self, group: Group<'_>, g: usize, name: MetricName<'_>) -> Option<u32> {
+        let Group::Series(kind, series) = group else {
+            return None;
+        };
+        self.index
+            .iter()
+            .filter(|(k, _)| **k != kind)
+            .filter_map(|(_, by_name)| by_name.get(series))
+            .filter(|&&pos| pos != g)
+            .flat_map(|&pos| self.groups[pos].ids.iter().copied())
+            .find(|&id| name.matches(&self.names[id as usize].0))
+    }
+
     /// Every metric of `snapshot`, the same as [`Snapshot::metrics`] but with interned names.
     pub fn flatten(&mut self, snapshot: &Snapshot) -> Vec<FlatMetric<'_>> {
         let mut ids: Vec<(u32, u64)> = Vec::with_capacity(snapshot.series.len() * 4 + 4);
@@ -294,8 +313,17 @@ impl MetricNames {
             let id = match slots.get(pos) {
                 Some(&id) if name.matches(&self.names[id as usize].0) => id,
                 _ => {
-                    let id = self.names.len() as u32;
-                    self.names.push((name.to_string(), kind));
+                    let id = match self.same_name_elsewhere(group, g, name) {
+                        Some(id) => {
+                            self.shared_ids = true;
+                            id
+                        }
+                        None => {
+                            self.names.push((name.to_string(), kind));
+                            (self.names.len() - 1) as u32
+                        }
+                    };
+                    let slots = &mut self.groups[g].ids;
                     slots.truncate(pos);
                     slots.push(id);
                     id
@@ -303,6 +331,9 @@ impl MetricNames {
             };
             ids.push((id, value));
         });
+        if self.shared_ids {
+            ids = sum_per_id(ids);
+        }
         ids.into_iter()
             .map(|(id, value)| {
                 let (name, kind) = &self.names[id as usize];
@@ -315,6 +346,22 @@ impl MetricNames {
             })
             .collect()
     }
+}
+
+/// Sums the values of repeated ids, keeping each id's first position.
+fn sum_per_id(ids: Vec<(u32, u64)>) -> Vec<(u32, u64)> {
+    let mut at: HashMap<u32, usize> = HashMap::with_capacity(ids.len());
+    let mut out: Vec<(u32, u64)> = Vec::with_capacity(ids.len());
+    for (id, value) in ids {
+        match at.get(&id) {
+            Some(&i) => out[i].1 += value,
+            None => {
+                at.insert(id, out.len());
+                out.push((id, value));
+            }
+        }
+    }
+    out
 }
 
 /// One flattened numeric metric of a snapshot.
@@ -444,9 +491,34 @@ impl Snapshot {
     /// | `count.<name>` (only this) | counter | event counters |
     /// | `memory.resident_bytes`, `memory.heap_bytes` | gauge | process |
     /// | `memory.allocations`, `memory.deallocations` | counter | process (counting allocator) |
+    ///
+    /// Series of different kinds with one name (a token and a connection tracker both called
+    /// `jobs`) share their common metrics: `live.jobs` is then the sum of both, once.
     pub fn metrics(&self) -> Vec<Metric> {
-        let mut out = Vec::with_capacity(self.series.len() * 4 + 4);
-        self.visit_metrics(|_, name, value, kind| {
+        let mut out: Vec<Metric> = Vec::with_capacity(self.series.len() * 4 + 4);
+        // Same-named series are adjacent (sorted by name, then kind), so a metric can only
+        // repeat one from an earlier group of the current run of one series name.
+        let mut current: Option<Group<'_>> = None;
+        let (mut run_start, mut group_start) = (0, 0);
+        self.visit_metrics(|group, name, value, kind| {
+            if current != Some(group) {
+                let same_series = matches!(
+                    (current, group),
+                    (Some(Group::Series(_, a)), Group::Series(_, b)) if a == b
+                );
+                current = Some(group);
+                group_start = out.len();
+                if !same_series {
+                    run_start = out.len();
+                }
+            }
+            if let Some(m) = out[run_start..group_start]
+                .iter_mut()
+                .find(|m| name.matches(&m.name))
+            {
+                m.value += value as f64;
+                return;
+            }
             out.push(Metric {
                 name: name.to_string(),
                 value: value as f64,
@@ -663,6 +735,45 @@ impl fmt::Display for Snapshot {
 #[cfg(test)]
 mod tests {
     use crate::{EventCounter, Registry, Token};
+
+    #[test]
+    fn series_of_different_kinds_with_one_name_flatten_to_one_metric_each() {
+        let reg = Registry::new();
+        let _tokens = [Token::new_in(&reg, "jobs"), Token::new_in(&reg, "jobs")];
+        let mut names = super::MetricNames::new();
+        // Flattened once before the clash exists, so the clash is met by a table that has
+        // already interned the token's names.
+        assert_eq!(names.flatten(&reg.snapshot()).len(), 4);
+        let conns = crate::Connections::new_in(&reg, "jobs");
+        let _conn = conns.open(|| true);
+        let snap = reg.snapshot();
+        let by_name = |pairs: Vec<(String, f64)>| {
+            let mut seen = std::collections::BTreeMap::new();
+            for (n, v) in pairs {
+                assert!(seen.insert(n.clone(), v).is_none(), "{n} twice");
+            }
+            seen
+        };
+        let plain = by_name(
+            snap.metrics()
+                .into_iter()
+                .map(|m| (m.name, m.value))
+                .collect(),
+        );
+        assert_eq!(plain["live.jobs"], 3.0);
+        assert_eq!(plain["created.jobs"], 3.0);
+        assert_eq!(plain["closed_normal.jobs"], 0.0);
+        for _ in 0..2 {
+            let flat = by_name(
+                names
+                    .flatten(&snap)
+                    .iter()
+                    .map(|m| (m.name.to_owned(), m.value))
+                    .collect(),
+            );
+            assert_eq!(flat, plain, "flatten agrees with metrics()");
+        }
+    }
 
     #[test]
     fn event_counters_show_in_the_diff_but_never_grow() {
