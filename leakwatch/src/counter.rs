@@ -441,12 +441,9 @@ impl StripedCounter {
     /// else counts through the shards.
     #[inline(never)]
     pub(crate) fn add_slow(&self, half: Half) {
-        if claim_stripe()
-            && let Some(_) = self.try_incr(half)
-        {
-            return;
+        if !(claim_stripe() && self.try_incr(half).is_some()) {
+            self.others.add(half, 1);
         }
-        self.others.add(half, 1);
     }
 
     /// Sums every thread's totals (`down` before `up`, as [`PairCounter::read`]).

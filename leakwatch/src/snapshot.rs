@@ -495,37 +495,16 @@ impl Snapshot {
     /// Series of different kinds with one name (a token and a connection tracker both called
     /// `jobs`) share their common metrics: `live.jobs` is then the sum of both, once.
     pub fn metrics(&self) -> Vec<Metric> {
-        let mut out: Vec<Metric> = Vec::with_capacity(self.series.len() * 4 + 4);
-        // Same-named series are adjacent (sorted by name, then kind), so a metric can only
-        // repeat one from an earlier group of the current run of one series name.
-        let mut current: Option<Group<'_>> = None;
-        let (mut run_start, mut group_start) = (0, 0);
-        self.visit_metrics(|group, name, value, kind| {
-            if current != Some(group) {
-                let same_series = matches!(
-                    (current, group),
-                    (Some(Group::Series(_, a)), Group::Series(_, b)) if a == b
-                );
-                current = Some(group);
-                group_start = out.len();
-                if !same_series {
-                    run_start = out.len();
-                }
-            }
-            if let Some(m) = out[run_start..group_start]
-                .iter_mut()
-                .find(|m| name.matches(&m.name))
-            {
-                m.value += value as f64;
-                return;
-            }
-            out.push(Metric {
-                name: name.to_string(),
-                value: value as f64,
-                kind,
+        // One merge rule for both paths: a throwaway interning table does it.
+        MetricNames::new()
+            .flatten(self)
+            .into_iter()
+            .map(|m| Metric {
+                name: m.name.to_owned(),
+                value: m.value,
+                kind: m.kind,
             })
-        });
-        out
+            .collect()
     }
 
     /// Calls `f(group, name, value, kind)` for every flattened metric, in a fixed order per
