@@ -68,11 +68,15 @@ mod connections;
 mod counter;
 mod event;
 pub mod facade;
+mod gauge;
 #[cfg(feature = "graphite")]
 pub mod graphite;
 pub mod memory;
+pub mod process;
 pub mod recording;
 mod registry;
+#[cfg(feature = "tokio")]
+pub mod runtime;
 pub mod scope;
 mod site;
 mod snapshot;
@@ -86,6 +90,7 @@ pub mod watchdog;
 pub use callbacks::{Callbacks, Subscription};
 pub use connections::{AliveFlag, CloseReason, Connection, Connections, Reaper};
 pub use event::EventCounter;
+pub use gauge::{Gauge, sampler_panics};
 pub use registry::Registry;
 pub use scope::{Scope, ScopeBuilder, ScopeClosed, ScopeFinding, ScopeObserverId};
 pub use site::Site;

@@ -103,6 +103,7 @@ pub(crate) struct RegistryInner {
     global: bool,
     series: RwLock<BTreeMap<(SeriesKind, String), Arc<Series>>>,
     pub(crate) findings: FindingLog,
+    pub(crate) gauges: crate::gauge::GaugeSet,
 }
 
 /// A set of series. [`Registry::global`] is where everything is counted by default;
@@ -155,6 +156,7 @@ impl Registry {
                 global,
                 series: RwLock::new(BTreeMap::new()),
                 findings: FindingLog::default(),
+                gauges: Default::default(),
             }),
         }
     }
@@ -220,12 +222,26 @@ impl Registry {
             let types: Vec<&'static TypeStats> = TYPES.lock().clone();
             series.extend(types.iter().map(|t| t.snapshot(&reader)));
         }
+        series.extend(self.inner.gauges.read());
         let memory = if self.inner.global {
             crate::memory::Memory::read()
         } else {
             crate::memory::Memory::default()
         };
         Snapshot::assemble(self.clone(), series, memory, self.inner.findings.recent())
+    }
+
+    /// Samples `read` at every snapshot of this registry as the series `name` (kind
+    /// [`SeriesKind::Gauge`], metric `live.<name>`) until the returned handle is dropped.
+    /// `read` returns `None` when it has no value (the series is then absent from that
+    /// snapshot); it runs on the thread taking the snapshot, so it must be quick. See
+    /// [`crate::process`] and, with the `tokio` feature, [`crate::runtime`] for ready-made ones.
+    pub fn gauge(
+        &self,
+        name: &str,
+        read: impl Fn() -> Option<u64> + Send + Sync + 'static,
+    ) -> crate::gauge::Gauge {
+        crate::gauge::Gauge::register(self, name, Arc::new(read))
     }
 
     /// Calls `observer` for every scope finding (late registration, outlived scope) in this

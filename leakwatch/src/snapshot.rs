@@ -32,13 +32,16 @@ pub enum SeriesKind {
     Scope,
     /// An [`EventCounter`](crate::EventCounter): only `created` (the total) is meaningful.
     Counter,
+    /// A value sampled when the snapshot is taken ([`Registry::gauge`]): open sockets, a
+    /// runtime's alive tasks. Only `live` (the value read) is meaningful.
+    Gauge,
 }
 
 impl SeriesKind {
     /// The per-kind event totals a series of this kind carries besides created/dropped.
     pub fn extra_names(self) -> &'static [&'static str] {
         match self {
-            SeriesKind::Type | SeriesKind::Token | SeriesKind::Counter => &[],
+            SeriesKind::Type | SeriesKind::Token | SeriesKind::Counter | SeriesKind::Gauge => &[],
             SeriesKind::Callbacks => &["delivered", "emitted"],
             SeriesKind::Connections => &[
                 "closed_normal",
@@ -67,6 +70,7 @@ impl SeriesKind {
             SeriesKind::Connections => "connections",
             SeriesKind::Scope => "scope",
             SeriesKind::Counter => "counter",
+            SeriesKind::Gauge => "gauge",
         }
     }
 }
@@ -489,6 +493,7 @@ impl Snapshot {
     /// | `closed_normal.<name>` … `closed_error.<name>`, `reaped.<name>` | counter | connections |
     /// | `late.<name>`, `outlived.<name>` | counter | scopes |
     /// | `count.<name>` (only this) | counter | event counters |
+    /// | `live.<name>` (only this) | gauge | sampled gauges ([`Registry::gauge`]) |
     /// | `memory.resident_bytes`, `memory.heap_bytes` | gauge | process |
     /// | `memory.allocations`, `memory.deallocations` | counter | process (counting allocator) |
     ///
@@ -518,6 +523,10 @@ impl Snapshot {
             };
             if s.kind == SeriesKind::Counter {
                 f(g, name("count"), s.created, MetricKind::Counter);
+                continue;
+            }
+            if s.kind == SeriesKind::Gauge {
+                f(g, name("live"), s.live, MetricKind::Gauge);
                 continue;
             }
             f(g, name("live"), s.live, MetricKind::Gauge);

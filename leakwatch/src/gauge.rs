@@ -1,0 +1,186 @@
+//! Sampled gauges: values leakwatch does not count itself but reads when a snapshot is taken,
+//! such as the sockets the kernel holds for the process or a runtime's alive tasks.
+//!
+//! Counting sees what the program *thinks* it holds; a gauge read from outside the counting
+//! path (the kernel, the async runtime) is the independent witness a divergence rule compares
+//! it with: "streams the app thinks are open" against "sockets the kernel holds" shows a close
+//! that never fired, whatever the app's own counts say.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+
+use crate::registry::{Registry, RegistryInner};
+use crate::snapshot::{SeriesKind, SeriesSnapshot};
+
+type Sampler = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+
+struct Entry {
+    id: u64,
+    name: String,
+    sample: Sampler,
+    peak: AtomicU64,
+}
+
+/// The gauges of one registry.
+#[derive(Default)]
+pub(crate) struct GaugeSet {
+    entries: RwLock<Vec<Arc<Entry>>>,
+    next_id: AtomicU64,
+    /// Samplers that panicked: their reading is left out of that snapshot.
+    panics: AtomicU64,
+}
+
+impl GaugeSet {
+    fn add(&self, name: &str, sample: Sampler) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.entries.write().push(Arc::new(Entry {
+            id,
+            name: name.to_owned(),
+            sample,
+            peak: AtomicU64::new(0),
+        }));
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.entries.write().retain(|e| e.id != id);
+    }
+
+    /// Reads every gauge. Samplers run outside the lock, so one that registers or drops a
+    /// gauge cannot deadlock, and a panicking one is caught, counted and left out.
+    pub(crate) fn read(&self) -> Vec<SeriesSnapshot> {
+        let entries: Vec<Arc<Entry>> = self.entries.read().clone();
+        entries
+            .iter()
+            .filter_map(|e| {
+                let value = match catch_unwind(AssertUnwindSafe(|| (e.sample)())) {
+                    Ok(v) => v?,
+                    Err(_) => {
+                        self.panics.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                };
+                let peak = e.peak.fetch_max(value, Ordering::Relaxed).max(value);
+                Some(SeriesSnapshot {
+                    name: e.name.clone(),
+                    kind: SeriesKind::Gauge,
+                    created: 0,
+                    dropped: 0,
+                    live: value,
+                    peak,
+                    live_bytes: None,
+                    extra: Default::default(),
+                    sites: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+}
+
+/// A sampled value in a registry, read at every snapshot until this handle is dropped.
+///
+/// Made by [`Registry::gauge`]; it appears in snapshots as a series of kind
+/// [`SeriesKind::Gauge`] and flattens to the metric `live.<name>`, so rules and exporters treat
+/// it like any live count.
+///
+/// ```
+/// use leakwatch::Registry;
+///
+/// let reg = Registry::new();
+/// let depth = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+/// let d = depth.clone();
+/// let gauge = reg.gauge("queue.depth", move || Some(d.load(std::sync::atomic::Ordering::Relaxed)));
+/// assert_eq!(reg.snapshot().live("queue.depth"), 3);
+/// drop(gauge); // no longer sampled
+/// assert!(reg.snapshot().get("queue.depth").is_none());
+/// ```
+#[must_use = "a gauge is sampled only while its handle lives; use `detach` to keep it"]
+pub struct Gauge {
+    registry: Arc<RegistryInner>,
+    id: u64,
+    name: String,
+}
+
+impl Gauge {
+    pub(crate) fn register(registry: &Registry, name: &str, sample: Sampler) -> Gauge {
+        let id = registry.inner.gauges.add(name, sample);
+        Gauge {
+            registry: registry.inner.clone(),
+            id,
+            name: name.to_owned(),
+        }
+    }
+
+    /// The series name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Keeps the gauge for the registry's lifetime (for process-wide gauges registered once).
+    pub fn detach(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.registry.gauges.remove(self.id);
+    }
+}
+
+impl fmt::Debug for Gauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gauge").field("name", &self.name).finish()
+    }
+}
+
+/// How many gauge samplers of `registry` panicked (their readings were left out).
+pub fn sampler_panics(registry: &Registry) -> u64 {
+    registry.inner.gauges.panics()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_sampler_is_left_out_and_counted() {
+        let reg = Registry::new();
+        let _bad = reg.gauge("bad", || panic!("sampler broke"));
+        let _good = reg.gauge("good", || Some(7));
+        let snap = reg.snapshot();
+        assert!(snap.get("bad").is_none());
+        assert_eq!(snap.live("good"), 7);
+        assert_eq!(sampler_panics(&reg), 1);
+    }
+
+    #[test]
+    fn a_gauge_flattens_to_live_only_and_keeps_a_peak() {
+        let reg = Registry::new();
+        let v = Arc::new(AtomicU64::new(5));
+        let v2 = v.clone();
+        let _g = reg.gauge("sockets", move || Some(v2.load(Ordering::Relaxed)));
+        let _ = reg.snapshot();
+        v.store(2, Ordering::Relaxed);
+        let snap = reg.snapshot();
+        let s = snap.get("sockets").unwrap();
+        assert_eq!((s.kind, s.live, s.peak), (SeriesKind::Gauge, 2, 5));
+        let names: Vec<String> = snap.metrics().into_iter().map(|m| m.name).collect();
+        assert_eq!(names, vec!["live.sockets".to_owned()]);
+    }
+
+    #[test]
+    fn a_sampler_returning_none_is_absent() {
+        let reg = Registry::new();
+        let _g = reg.gauge("unknown", || None);
+        assert!(reg.snapshot().get("unknown").is_none());
+    }
+}
