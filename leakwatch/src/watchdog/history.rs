@@ -15,6 +15,17 @@ struct Ring {
     last_tick: u64,
 }
 
+/// Samples of several series read at once by [`Watchdog::samples_since`](super::Watchdog::samples_since).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Samples {
+    /// Time of the newest tick in the history (seconds since the watchdog started), `None`
+    /// before the first tick. Pass it as `since` next time to get only newer samples.
+    pub newest: Option<f64>,
+    /// One entry per requested series, in request order: its `(t, value)` samples newer than
+    /// `since`, oldest first; `None` for a series without history.
+    pub series: Vec<Option<Vec<(f64, f64)>>>,
+}
+
 /// Bounded per-series history.
 pub(crate) struct History {
     capacity: usize,
@@ -83,14 +94,18 @@ impl History {
 
     /// `(t, value)` pairs of `name`, oldest first (absent ticks skipped).
     pub(crate) fn get(&self, name: &str) -> Vec<(f64, f64)> {
-        let Some(ring) = self
+        self.get_since(name, f64::NEG_INFINITY).unwrap_or_default()
+    }
+
+    /// `(t, value)` pairs of `name` with `t > since`, oldest first (absent ticks skipped);
+    /// `None` when `name` has no history.
+    pub(crate) fn get_since(&self, name: &str, since: f64) -> Option<Vec<(f64, f64)>> {
+        let ring = self
             .index
             .get(name)
-            .and_then(|id| self.rings[*id as usize].as_ref())
-        else {
-            return Vec::new();
-        };
-        // The ring's newest value belongs to tick `last_tick`; walk back through the times.
+            .and_then(|id| self.rings[*id as usize].as_ref())?;
+        // The ring's newest value belongs to tick `last_tick`; walk back through the times,
+        // stopping at `since` so a poll for the last few samples costs only those.
         let newest_offset = (self.tick - ring.last_tick) as usize;
         let n_times = self.times.len();
         let mut out: Vec<(f64, f64)> = ring
@@ -98,13 +113,39 @@ impl History {
             .iter()
             .rev()
             .enumerate()
-            .filter_map(|(i, v)| {
+            .map_while(|(i, v)| {
                 let back = i + newest_offset;
-                (back < n_times && !v.is_nan())
-                    .then(|| (self.times[n_times - 1 - back], f64::from(*v)))
+                if back >= n_times {
+                    return None;
+                }
+                let t = self.times[n_times - 1 - back];
+                (t > since).then_some((t, *v))
             })
+            .filter(|(_, v)| !v.is_nan())
+            .map(|(t, v)| (t, f64::from(v)))
             .collect();
         out.reverse();
+        Some(out)
+    }
+
+    /// Time of the newest tick, if any.
+    pub(crate) fn newest_time(&self) -> Option<f64> {
+        self.times.back().copied()
+    }
+
+    /// Name and newest value of every series whose name passes `filter`, sorted by name.
+    pub(crate) fn latest(&self, mut filter: impl FnMut(&str) -> bool) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> = self
+            .index
+            .iter()
+            .filter(|(name, _)| filter(name))
+            .filter_map(|(name, id)| {
+                // The newest value is never a gap filler: gaps are only written before a value.
+                let v = self.rings[*id as usize].as_ref()?.values.back()?;
+                Some((name.clone(), f64::from(*v)))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 
@@ -152,6 +193,28 @@ mod tests {
         assert!(h.get("b").is_empty(), "b absent for a full ring: forgotten");
         assert_eq!(h.names(), ["a"]);
         assert_eq!(h.get("a").len(), 3);
+    }
+
+    #[test]
+    fn since_and_latest() {
+        let mut h = History::new(4);
+        assert_eq!(h.newest_time(), None);
+        h.push(1.0, &[m(0, "a", 1.0), m(1, "b", 10.0)]);
+        h.push(2.0, &[m(0, "a", 2.0)]);
+        h.push(3.0, &[m(0, "a", 3.0), m(1, "b", 30.0)]);
+        assert_eq!(h.newest_time(), Some(3.0));
+        assert_eq!(h.get_since("a", 1.0), Some(vec![(2.0, 2.0), (3.0, 3.0)]));
+        assert_eq!(h.get_since("a", 3.0), Some(vec![]));
+        // The gap at t=2 is skipped, not returned as a value.
+        assert_eq!(h.get_since("b", 0.5), Some(vec![(1.0, 10.0), (3.0, 30.0)]));
+        assert_eq!(h.get_since("b", 1.5), Some(vec![(3.0, 30.0)]));
+        assert_eq!(h.get_since("nope", 0.0), None);
+        h.push(4.0, &[m(0, "a", 4.0)]);
+        assert_eq!(
+            h.latest(|_| true),
+            vec![("a".to_owned(), 4.0), ("b".to_owned(), 30.0)]
+        );
+        assert_eq!(h.latest(|n| n == "b"), vec![("b".to_owned(), 30.0)]);
     }
 
     #[test]

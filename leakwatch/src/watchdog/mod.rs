@@ -39,7 +39,7 @@ mod history;
 mod hooks;
 mod webhook;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +55,7 @@ use parking_lot::Mutex;
 
 pub use alert::{Alert, AlertRule, AlertState};
 pub use hooks::{AlertHook, LogHook};
+pub use history::Samples;
 pub use webhook::WebhookHook;
 
 use crate::recording::{Header, RecordingWriter, Rotation};
@@ -84,6 +85,9 @@ pub fn default_rules() -> RuleSet {
 /// [`MetricsBridge::spawn`](crate::facade::MetricsBridge::spawn)) clamp theirs with
 /// [`clamp_spawn_interval`] instead.
 pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How many sent alerts (firing and resolved) [`Watchdog::recent_alerts`] keeps.
+pub const RECENT_ALERTS: usize = 256;
 
 /// The shortest interval of the background loops that clamp theirs (see [`MAX_INTERVAL`]):
 /// a zero interval would make them spin.
@@ -359,6 +363,7 @@ impl WatchdogBuilder {
             deduper: Mutex::new(Deduper::new(self.cooldown)),
             history: Mutex::new(History::new(self.history_len)),
             active: Mutex::new(BTreeMap::new()),
+            recent: Mutex::new(VecDeque::new()),
             now: AtomicU64::new(0f64.to_bits()),
             running: AtomicBool::new(true),
             ticks: AtomicU64::new(0),
@@ -424,6 +429,8 @@ struct Shared {
     history: Mutex<History>,
     /// Firing alerts by (rule name, series).
     active: Mutex<BTreeMap<(String, String), Alert>>,
+    /// The last [`RECENT_ALERTS`] alerts sent, firing and resolved, oldest first.
+    recent: Mutex<VecDeque<Alert>>,
     /// Current watchdog time in seconds (f64 bits), for alerts raised between ticks.
     now: AtomicU64,
     running: AtomicBool,
@@ -437,6 +444,7 @@ impl Shared {
         if !self.deduper.lock().admit(&alert) {
             return false;
         }
+        self.remember(&alert);
         if !alert.is_scope_finding() {
             let key = (alert.name.clone(), alert.series.clone());
             let mut active = self.active.lock();
@@ -451,6 +459,15 @@ impl Shared {
         }
         self.dispatch(alert);
         true
+    }
+
+    /// Keeps `alert` among the recent ones (bounded).
+    fn remember(&self, alert: &Alert) {
+        let mut recent = self.recent.lock();
+        if recent.len() == RECENT_ALERTS {
+            recent.pop_front();
+        }
+        recent.push_back(alert.clone());
     }
 
     /// Closes the hook queues and gives hooks up to a second to drain; idempotent.
@@ -474,6 +491,7 @@ impl Shared {
     fn release_due(&self, t: f64) -> Vec<Alert> {
         let due = self.deduper.lock().release_due(t);
         for alert in &due {
+            self.remember(alert);
             let key = (alert.name.clone(), alert.series.clone());
             self.active.lock().insert(key, alert.clone());
             self.dispatch(alert.clone());
@@ -666,6 +684,33 @@ impl Watchdog {
     /// Names of every series with history.
     pub fn series(&self) -> Vec<String> {
         self.shared.history.lock().names()
+    }
+
+    /// Samples newer than `since` (seconds since the watchdog started) of each of `series`,
+    /// read under one lock, with the time of the newest tick. A dashboard polls with
+    /// `since` set to the previous answer's [`newest`](Samples::newest) to fetch only what
+    /// is new; `f64::NEG_INFINITY` reads the whole history.
+    pub fn samples_since(&self, series: &[&str], since: f64) -> Samples {
+        let history = self.shared.history.lock();
+        Samples {
+            newest: history.newest_time(),
+            series: series.iter().map(|s| history.get_since(s, since)).collect(),
+        }
+    }
+
+    /// Name and newest value of every series with history whose name passes `filter`,
+    /// sorted by name. Cheaper than [`series`](Self::series) plus [`history`](Self::history)
+    /// when choosing a few series out of thousands (e.g. the largest `live.*` counts): only
+    /// the names that pass are copied.
+    pub fn latest_values(&self, filter: impl FnMut(&str) -> bool) -> Vec<(String, f64)> {
+        self.shared.history.lock().latest(filter)
+    }
+
+    /// The last [`RECENT_ALERTS`] alerts sent to the hooks, firing and resolved (scope
+    /// findings included), oldest first. Unlike [`active_alerts`](Self::active_alerts) it
+    /// keeps alerts that have since resolved, so a dashboard can mark when each happened.
+    pub fn recent_alerts(&self) -> Vec<Alert> {
+        self.shared.recent.lock().iter().cloned().collect()
     }
 
     /// Alerts suppressed by de-duplication so far.
