@@ -54,6 +54,36 @@ pub enum ResolvedBy {
     Gone,
 }
 
+/// Which test of a growth rule fired (see [`rules::growth`](crate::rules::growth)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Evidence {
+    /// The start-up test: a young series (within its warm-up) rising in a straight line
+    /// since it appeared, not slowing down the way a filling cache or pool does.
+    Startup,
+    /// The onset test: a series that was flat has started to rise and keeps rising.
+    Onset,
+    /// A trend window (16 or 48 min by default): a sustained rise over the window.
+    Window,
+}
+
+impl Evidence {
+    /// The lowercase name used in serialized findings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Onset => "onset",
+            Self::Window => "window",
+        }
+    }
+}
+
+impl fmt::Display for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Time span (seconds, in the caller's clock) that a statistic was computed over.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Window {
@@ -110,6 +140,9 @@ pub struct Finding {
     /// Span the statistics were computed over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
+    /// Growth: which test fired (`startup`, `onset` or `window`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
     /// When the condition started (growth: start of the first window that showed it).
     pub since: f64,
     /// When this transition was detected.
@@ -142,6 +175,7 @@ impl Finding {
             slope_per_sec: None,
             z: None,
             window: None,
+            evidence: None,
             since,
             at,
             resolved_by: None,
@@ -165,7 +199,7 @@ impl Finding {
 }
 
 impl fmt::Display for Finding {
-    /// One human line, e.g. `FIRING growth/leaks live.callbacks +0.41/s (z 5.2) since 120 at 300`.
+    /// One human line, e.g. `FIRING growth/growth live.callbacks=512 slope=+0.4100/s z=5.2 evidence=startup since=60.0 at=150.0`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             FindingState::Firing => "FIRING",
@@ -193,6 +227,12 @@ impl fmt::Display for Finding {
         }
         if let Some(z) = self.z {
             write!(f, " z={z:.1}")?;
+        }
+        if let Some(e) = self.evidence {
+            match (e, self.window) {
+                (Evidence::Window, Some(w)) => write!(f, " evidence=window({:.0}s)", w.seconds())?,
+                _ => write!(f, " evidence={e}")?,
+            }
         }
         // Times are seconds in the caller's clock; a tenth of a second is all a reader needs.
         write!(f, " since={:.1} at={:.1}", self.since, self.at)?;

@@ -70,6 +70,6 @@ mod trend;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::ConfigError;
-pub use finding::{Finding, FindingState, ResolvedBy, RuleKind, Window};
+pub use finding::{Evidence, Finding, FindingState, ResolvedBy, RuleKind, Window};
 pub use rules::{CeilingRule, Direction, DivergenceRule, GrowthRule, Limit, Rule, RuleSet};
 pub use selector::Selector;

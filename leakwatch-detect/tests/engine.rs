@@ -1,7 +1,7 @@
 //! Known series in, expected transitions out.
 
 use leakwatch_detect::{
-    CeilingRule, ConfigError, Direction, DivergenceRule, Engine, EngineConfig, Finding,
+    CeilingRule, ConfigError, Direction, DivergenceRule, Engine, EngineConfig, Evidence, Finding,
     FindingState, GrowthRule, ResolvedBy, RuleKind, RuleSet, Selector,
 };
 use std::time::Duration;
@@ -44,6 +44,38 @@ fn run(
 }
 
 #[test]
+fn leak_from_the_first_sample_is_found_by_the_start_up_test() {
+    let mut e = growth_engine();
+    let mut n = Noise(7);
+    // At its working level (800) from the first sample, leaking 10%/min of it.
+    let out = run(&mut e, 0..600, |t| {
+        let v = 800.0 + 80.0 / 60.0 * t + 24.0 * n.next();
+        vec![("live.callbacks", v.round())]
+    });
+    let f = out.iter().find(|f| f.is_firing()).expect("found");
+    assert!(f.at <= 120.0, "found at {}", f.at);
+    assert_eq!(f.evidence, Some(Evidence::Startup));
+    assert!(f.to_string().contains("evidence=startup"), "{f}");
+}
+
+#[test]
+fn start_up_fill_that_levels_off_stays_quiet() {
+    for (seed, tau) in [(3, 20.0), (4, 60.0), (5, 100.0)] {
+        let mut e = growth_engine();
+        let mut n = Noise(seed);
+        // A cache filling from empty, ever more slowly, 95% full after 3τ.
+        let out = run(&mut e, 0..1800, |t| {
+            let fill = 1.0 - (-t / tau).exp();
+            vec![(
+                "live.cache",
+                (1000.0 * fill + 30.0 * fill * n.next()).round(),
+            )]
+        });
+        assert!(out.is_empty(), "τ {tau}: {out:#?}");
+    }
+}
+
+#[test]
 fn linear_leak_fires_then_resolves_when_it_stops() {
     let mut e = growth_engine();
     let mut n = Noise(1);
@@ -62,7 +94,9 @@ fn linear_leak_fires_then_resolves_when_it_stops() {
     assert!(f.at > 900.0 && f.at < 900.0 + 600.0, "found at {}", f.at);
     let slope = f.slope_per_sec.unwrap();
     assert!((slope - 10.0 / 60.0).abs() < 0.08, "slope {slope}");
-    assert!(f.since <= f.at && f.window.unwrap().seconds() > 100.0);
+    // Early onset: the rise has been seen for at least `onset_early` (90 s) before firing.
+    assert!(f.since <= f.at && f.window.unwrap().seconds() >= 70.0);
+    assert_eq!(f.evidence, Some(Evidence::Onset), "{f}");
     let resolved: Vec<_> = out
         .iter()
         .filter(|f| f.state == FindingState::Resolved)

@@ -86,6 +86,11 @@ pub struct Generated {
     pub values: Vec<f64>,
     pub load: Option<Vec<f64>>,
     pub truth: Truth,
+    /// Findings that fire before this time are not scored (reported as ambiguous): the
+    /// first tooth of a sawtooth that starts with the series is a straight rise that stops,
+    /// which no detector meeting the 2- and 5-minute targets can tell from a leak until it
+    /// drops. A leak found after its onset is scored as found whenever that is.
+    pub ambiguous_until: f64,
 }
 
 /// A named scenario: how to generate one series from an RNG.
@@ -138,9 +143,11 @@ fn onset(rng: &mut Rng) -> f64 {
     rng.range(900.0, 1500.0)
 }
 
-fn linear_leak(rng: &mut Rng, n: usize, per_min: f64) -> Generated {
+/// A linear leak of `per_min` % of L per minute, from the first sample (`from_start`) or
+/// from an onset 15–25 min in.
+fn linear_leak(rng: &mut Rng, n: usize, per_min: f64, from_start: bool) -> Generated {
     let l = level(rng);
-    let t0 = onset(rng);
+    let t0 = if from_start { 0.0 } else { onset(rng) };
     let mut b = Base::new(rng, l);
     let values = (0..n)
         .map(|s| {
@@ -153,6 +160,37 @@ fn linear_leak(rng: &mut Rng, n: usize, per_min: f64) -> Generated {
         values,
         load: None,
         truth: Truth::Leak { onset: t0 },
+        ambiguous_until: 0.0,
+    }
+}
+
+/// A healthy start-up fill that decelerates and levels off after about `settle` seconds:
+/// from 0–30% of L to L, exponential (95% at `settle`) or ease-out `1 − (1 − t/T)^p`
+/// (p 2–3, exactly flat from T); noise proportional to the current level.
+fn fill(rng: &mut Rng, n: usize, settle: f64) -> Generated {
+    let l = level(rng);
+    let settle = settle * rng.range(0.8, 1.0);
+    let start = rng.range(0.0, 0.3);
+    let exponential = rng.uniform() < 0.5;
+    let p = rng.range(2.0, 3.0);
+    let mut b = Base::new(rng, l);
+    let values = (0..n)
+        .map(|s| {
+            let x = s as f64 / settle;
+            let shape = if exponential {
+                1.0 - (-3.0 * x).exp()
+            } else {
+                1.0 - (1.0 - x.min(1.0)).powf(p)
+            };
+            let f = start + (1.0 - start) * shape;
+            count(l * f + f * b.noise(rng))
+        })
+        .collect();
+    Generated {
+        values,
+        load: None,
+        truth: Truth::Healthy,
+        ambiguous_until: 0.0,
     }
 }
 
@@ -167,28 +205,178 @@ fn diurnal(rng: &mut Rng, n: usize, phase: f64) -> Vec<f64> {
         .collect()
 }
 
+fn staircase(rng: &mut Rng, n: usize, from_start: bool) -> Generated {
+    let l = level(rng);
+    let t0 = if from_start { 0.0 } else { onset(rng) };
+    let mut b = Base::new(rng, l);
+    let values = (0..n)
+        .map(|s| {
+            let t = s as f64;
+            let steps = if t < t0 {
+                0.0
+            } else {
+                ((t - t0) / 240.0).floor() + 1.0
+            };
+            count(l * (1.0 + 0.03 * steps) + b.noise(rng))
+        })
+        .collect();
+    Generated {
+        values,
+        load: None,
+        truth: Truth::Leak { onset: t0 },
+        ambiguous_until: 0.0,
+    }
+}
+
+fn sawtooth_leak(rng: &mut Rng, n: usize, from_start: bool) -> Generated {
+    let l = level(rng);
+    let t0 = if from_start { 0.0 } else { onset(rng) };
+    let period = rng.range(60.0, 300.0);
+    let mut b = Base::new(rng, l);
+    let values = (0..n)
+        .map(|s| {
+            let t = s as f64;
+            let tooth = 0.1 * l * ((t / period).fract());
+            let leak = 0.01 / 60.0 * l * (t - t0).max(0.0);
+            l + tooth + leak + b.noise(rng)
+        })
+        .collect();
+    Generated {
+        values,
+        load: None,
+        truth: Truth::Leak { onset: t0 },
+        ambiguous_until: period,
+    }
+}
+
+fn wander_leak(rng: &mut Rng, n: usize, from_start: bool) -> Generated {
+    let l = level(rng);
+    let t0 = if from_start { 0.0 } else { onset(rng) };
+    let mut b = Base::with_wander(rng, l, 0.02, 0.02);
+    let values = (0..n)
+        .map(|s| count(l + 0.01 / 60.0 * l * (s as f64 - t0).max(0.0) + b.noise(rng)))
+        .collect();
+    Generated {
+        values,
+        load: None,
+        truth: Truth::Leak { onset: t0 },
+        ambiguous_until: 0.0,
+    }
+}
+
+/// Per-load leak under the daily swing: series = k(t)·load, k growing 1%/min from `t0`.
+fn per_load_swing(rng: &mut Rng, n: usize, from_start: bool) -> Generated {
+    let phase = rng.range(0.0, 2.0 * std::f64::consts::PI);
+    let load = diurnal(rng, n, phase);
+    let k = rng.range(0.5, 3.0);
+    let t0 = if from_start { 0.0 } else { onset(rng) };
+    let mut b = Base::new(rng, k * load[0]);
+    let values = (0..n)
+        .map(|s| {
+            let per = k * (1.0 + 0.01 / 60.0 * (s as f64 - t0).max(0.0));
+            count(per * load[s] + b.noise(rng))
+        })
+        .collect();
+    Generated {
+        values,
+        load: Some(load),
+        truth: Truth::Leak { onset: t0 },
+        ambiguous_until: 0.0,
+    }
+}
+
 pub fn scenarios() -> Vec<Scenario> {
     vec![
+        Scenario {
+            name: "start_10pct",
+            about: "leak from the first sample: linear 10%/min of L (the 2-minute target)",
+            secs: 3600,
+            relative: false,
+            make: |r, n| linear_leak(r, n, 10.0, true),
+        },
+        Scenario {
+            name: "start_5pct",
+            about: "leak from the first sample: linear 5%/min of L",
+            secs: 3600,
+            relative: false,
+            make: |r, n| linear_leak(r, n, 5.0, true),
+        },
+        Scenario {
+            name: "start_1pct",
+            about: "leak from the first sample: linear 1%/min of L (the 5-minute target)",
+            secs: 3600,
+            relative: false,
+            make: |r, n| linear_leak(r, n, 1.0, true),
+        },
+        Scenario {
+            name: "start_0.2pct",
+            about: "leak from the first sample: linear 0.2%/min of L, 2 h of samples",
+            secs: 7200,
+            relative: false,
+            make: |r, n| linear_leak(r, n, 0.2, true),
+        },
+        Scenario {
+            name: "start_stairs",
+            about: "leak from the first sample: staircase, +3% of L every 4 min",
+            secs: 3600,
+            relative: false,
+            make: |r, n| staircase(r, n, true),
+        },
+        Scenario {
+            name: "start_sawtooth",
+            about: "leak from the first sample: 1%/min of L under an allocator sawtooth (+10% over 60-300 s, then drop)",
+            secs: 3600,
+            relative: false,
+            make: |r, n| sawtooth_leak(r, n, true),
+        },
+        Scenario {
+            name: "start_per_load",
+            about: "leak from the first sample: per-load ratio +1%/min under the daily load swing (±30%, 4 h day); relative_to(load)",
+            secs: 3600,
+            relative: true,
+            make: |r, n| per_load_swing(r, n, true),
+        },
+        Scenario {
+            name: "start_noisy",
+            about: "leak from the first sample: 1%/min of L on mean-reverting wander (OU σ 2%, τ 100 s) + 2% white",
+            secs: 3600,
+            relative: false,
+            make: |r, n| wander_leak(r, n, true),
+        },
+        Scenario {
+            name: "leak_10pct",
+            about: "linear leak 10%/min of L from onset 15-25 min",
+            secs: 3600,
+            relative: false,
+            make: |r, n| linear_leak(r, n, 10.0, false),
+        },
+        Scenario {
+            name: "per_load_swing",
+            about: "per-load ratio +1%/min from onset 15-25 min under the daily load swing; relative_to(load)",
+            secs: 3600,
+            relative: true,
+            make: |r, n| per_load_swing(r, n, false),
+        },
         Scenario {
             name: "fast_leak",
             about: "linear leak 1%/min of L from onset 15-25 min (the 5-minute target)",
             secs: 3600,
             relative: false,
-            make: |r, n| linear_leak(r, n, 1.0),
+            make: |r, n| linear_leak(r, n, 1.0, false),
         },
         Scenario {
             name: "very_fast_leak",
             about: "linear leak 5%/min of L",
             secs: 3600,
             relative: false,
-            make: |r, n| linear_leak(r, n, 5.0),
+            make: |r, n| linear_leak(r, n, 5.0, false),
         },
         Scenario {
             name: "slow_leak",
             about: "linear leak 0.2%/min of L (12%/h), 2 h of samples",
             secs: 7200,
             relative: false,
-            make: |r, n| linear_leak(r, n, 0.2),
+            make: |r, n| linear_leak(r, n, 0.2, false),
         },
         Scenario {
             name: "wander_leak",
@@ -206,6 +394,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: None,
                     truth: Truth::Leak { onset: t0 },
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -233,6 +422,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: None,
                     truth: Truth::Leak { onset: t0 },
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -258,6 +448,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: None,
                     truth: Truth::Leak { onset: t0 },
+                    ambiguous_until: period,
                 }
             },
         },
@@ -283,6 +474,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: Some(load),
                     truth: Truth::Leak { onset: t0 },
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -313,35 +505,114 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: Some(load),
                     truth: Truth::Leak { onset: t0 },
+                    ambiguous_until: 0.0,
                 }
             },
         },
         Scenario {
-            name: "warmup_ramp",
-            about: "healthy: starts at 0, rises to L (exponential τ 30-150 s, or linear over 1-5 min), then flat",
+            name: "fill_1min",
+            about: "healthy: start-up fill from 0-30% of L to L, ever slower, level from ~1 min (exponential or ease-out)",
+            secs: 3600,
+            relative: false,
+            make: |r, n| fill(r, n, 60.0),
+        },
+        Scenario {
+            name: "fill_3min",
+            about: "healthy: the same, levelling off at ~3 min",
+            secs: 3600,
+            relative: false,
+            make: |r, n| fill(r, n, 180.0),
+        },
+        Scenario {
+            name: "fill_5min",
+            about: "healthy: the same, levelling off at ~5 min",
+            secs: 3600,
+            relative: false,
+            make: |r, n| fill(r, n, 300.0),
+        },
+        Scenario {
+            name: "linear_startup",
+            about: "ambiguous (not scored): start-up rising in a straight line from 0-30% of L to L over 1-5 min, flat after",
             secs: 3600,
             relative: false,
             make: |rng, n| {
                 let l = level(rng);
-                let linear = rng.uniform() < 0.5;
-                let tau = rng.range(30.0, 150.0);
                 let ramp = rng.range(60.0, 300.0);
+                let start = rng.range(0.0, 0.3);
                 let mut b = Base::new(rng, l);
                 let values = (0..n)
                     .map(|s| {
-                        let t = s as f64;
-                        let shape = if linear {
-                            (t / ramp).min(1.0)
-                        } else {
-                            1.0 - (-t / tau).exp()
-                        };
-                        count(l * shape + shape * b.noise(rng))
+                        let f = start + (1.0 - start) * (s as f64 / ramp).min(1.0);
+                        count(l * f + f * b.noise(rng))
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: None,
+                    truth: Truth::Ambiguous,
+                    ambiguous_until: 0.0,
+                }
+            },
+        },
+        Scenario {
+            name: "load_ramp",
+            about: "healthy: deploy at t=0, load (connections) ramps from ~0 to C over 1-5 min (linear or S) then holds with the daily swing; series = k·load (half: + a fixed part); relative_to(load)",
+            secs: 3600,
+            relative: true,
+            make: |rng, n| {
+                let phase = rng.range(0.0, 2.0 * std::f64::consts::PI);
+                let mut load = diurnal(rng, n, phase);
+                let ramp = rng.range(60.0, 300.0);
+                let s_shape = rng.uniform() < 0.5;
+                for (s, x) in load.iter_mut().enumerate() {
+                    let u = (s as f64 / ramp).min(1.0);
+                    let f = if s_shape { u * u * (3.0 - 2.0 * u) } else { u };
+                    *x = count(*x * (0.02 + 0.98 * f));
+                }
+                let c = load[n - 1];
+                let k = rng.range(0.5, 3.0);
+                let fixed = if rng.uniform() < 0.5 {
+                    0.0
+                } else {
+                    rng.range(0.1, 0.4) * k * c
+                };
+                let mut b = Base::new(rng, k * c);
+                let values = (0..n)
+                    .map(|s| {
+                        let share = (load[s] / c).min(1.5);
+                        count(fixed + k * load[s] + share * b.noise(rng))
+                    })
+                    .collect();
+                Generated {
+                    values,
+                    load: Some(load),
+                    truth: Truth::Healthy,
+                    ambiguous_until: 0.0,
+                }
+            },
+        },
+        Scenario {
+            name: "start_step",
+            about: "healthy: flat from the first sample, at 1-8 min a one-off rise of 5-20% of L over 10-60 s, flat after",
+            secs: 3600,
+            relative: false,
+            make: |rng, n| {
+                let l = level(rng);
+                let at = rng.range(60.0, 480.0);
+                let ramp = rng.range(10.0, 60.0);
+                let rise = rng.range(0.05, 0.2);
+                let mut b = Base::new(rng, l);
+                let values = (0..n)
+                    .map(|s| {
+                        let shape = ((s as f64 - at) / ramp).clamp(0.0, 1.0);
+                        count(l * (1.0 + rise * shape) + b.noise(rng))
                     })
                     .collect();
                 Generated {
                     values,
                     load: None,
                     truth: Truth::Healthy,
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -374,6 +645,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: None,
                     truth: Truth::Healthy,
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -394,6 +666,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: None,
                     truth: Truth::Healthy,
+                    ambiguous_until: period,
                 }
             },
         },
@@ -412,6 +685,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: None,
                     truth: Truth::Healthy,
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -430,6 +704,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: None,
                     truth: Truth::Healthy,
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -451,6 +726,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: Some(load),
                     truth: Truth::Healthy,
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -486,6 +762,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: Some(load),
                     truth: Truth::Healthy,
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -510,6 +787,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: None,
                     truth: Truth::Healthy,
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -534,6 +812,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: None,
                     truth: Truth::Ambiguous,
+                    ambiguous_until: 0.0,
                 }
             },
         },
@@ -562,6 +841,7 @@ pub fn scenarios() -> Vec<Scenario> {
                     values,
                     load: None,
                     truth: Truth::Healthy,
+                    ambiguous_until: 0.0,
                 }
             },
         },

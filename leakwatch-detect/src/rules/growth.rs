@@ -115,9 +115,9 @@
 //! under a microsecond per series per second.
 
 use crate::duration_secs;
-use crate::finding::{Finding, ResolvedBy, RuleKind, Window};
+use crate::finding::{Evidence, Finding, ResolvedBy, RuleKind, Window};
 use crate::history::{Closed, Geometry, History, Resolution};
-use crate::rules::onset::{OnsetParams, OnsetScratch, best_hinge};
+use crate::rules::onset::{OnsetParams, OnsetScratch, best_hinge, curvature_z};
 use crate::trend::{lag_scale, mann_kendall_z, median_in_place, theil_sen};
 use crate::{ConfigError, Selector};
 use serde::{Deserialize, Serialize};
@@ -214,6 +214,30 @@ pub struct GrowthRule {
     pub onset_step_margin: f64,
     /// Onset test: consecutive hits needed to fire. Default 2.
     pub onset_confirm: u32,
+    /// Onset test: a rise younger than `onset_sustain` but at least this old may fire when
+    /// the ramp fits clearly *better* than any jump (by `onset_step_margin`), so fast leaks
+    /// (10%/min) need not wait the full sustain. Default 90 s; `onset_sustain` turns it off.
+    #[serde(rename = "onset_early_secs", with = "duration_secs")]
+    pub onset_early: Duration,
+    /// Start-up test (see the [module docs](self#start-up-test)): the autocorrelation-corrected
+    /// z of the rise since the series appeared (or since a change point in its warm-up)
+    /// needed to fire while the series is within its `warmup`. Default 5.0; 0 turns the
+    /// path off (then nothing is judged during the warm-up, as before).
+    pub startup_z: f64,
+    /// Start-up test: a rise whose curvature z (quadratic term of a fit over the rise) is
+    /// below −this is slowing down, like a cache or pool filling up, and is not called a
+    /// leak. Default 2.0.
+    pub startup_curvature_z: f64,
+    /// Start-up test: the rise must have gone on at least this long. Default 60 s.
+    #[serde(rename = "startup_min_secs", with = "duration_secs")]
+    pub startup_min: Duration,
+    /// Start-up test: a young rise faster than this fraction of its starting level per
+    /// minute looks like a cache or pool filling from (near) empty, and must go on in a
+    /// straight line for `startup_fill` before it is called a leak. Default 0.2 (20%/min).
+    pub startup_fill_rate: f64,
+    /// Start-up test: how long a fill-fast rise must go on. Default 180 s.
+    #[serde(rename = "startup_fill_secs", with = "duration_secs")]
+    pub startup_fill: Duration,
 }
 
 impl Default for GrowthRule {
@@ -241,6 +265,12 @@ impl Default for GrowthRule {
             onset_noise_multiple: 4.0,
             onset_step_margin: 2.0,
             onset_confirm: 2,
+            onset_early: Duration::from_secs(90),
+            startup_z: 5.0,
+            startup_curvature_z: 2.0,
+            startup_min: Duration::from_secs(60),
+            startup_fill_rate: 0.2,
+            startup_fill: Duration::from_secs(180),
         }
     }
 }
@@ -317,6 +347,19 @@ impl GrowthRule {
         onset_step_margin: f64);
     setter!(/// Sets the consecutive onset hits needed to fire.
         onset_confirm: u32);
+    setter!(/// Sets how old a rise may be at the earliest for the onset test's early firing.
+        onset_early: Duration);
+    setter!(/// Sets the start-up test's z (0 turns the start-up path off).
+        startup_z: f64);
+    setter!(/// Sets the curvature z below −which a young rise counts as a filling warm-up.
+        startup_curvature_z: f64);
+    setter!(/// Sets how long a young rise must have gone on before the start-up test may fire.
+        startup_min: Duration);
+    setter!(/// Sets the rise per minute, as a fraction of the starting level, above which a
+        /// young rise is taken for a fill and must last `startup_fill`.
+        startup_fill_rate: f64);
+    setter!(/// Sets how long a fill-fast young rise must go on before it is called a leak.
+        startup_fill: Duration);
 
     /// Bytes of state this rule keeps per watched series (fixed: the history is bounded).
     pub fn state_bytes_per_series(&self) -> Result<usize, ConfigError> {
@@ -416,6 +459,24 @@ impl GrowthRule {
                 self.onset_confirm >= 1,
                 "at least 1",
             ),
+            (
+                "startup_z",
+                self.startup_z,
+                self.startup_z >= 0.0,
+                "a z-score ≥ 0 (0: off), e.g. 5",
+            ),
+            (
+                "startup_fill_rate",
+                self.startup_fill_rate,
+                self.startup_fill_rate > 0.0,
+                "a positive fraction per minute, e.g. 0.2",
+            ),
+            (
+                "startup_curvature_z",
+                self.startup_curvature_z,
+                self.startup_curvature_z >= 0.0,
+                "a z-score ≥ 0, e.g. 2",
+            ),
         ] {
             if !v.is_finite() || !ok {
                 return Err(bad(field, v, expected));
@@ -475,7 +536,9 @@ impl GrowthRule {
         let mut fine_cap = fine_cap + prior_fine.clamp(3, 18);
         let onset = if self.onset_z > 0.0 {
             let points = (self.onset_window.as_secs_f64() / fine).round() as usize;
-            let min_post = ((self.onset_sustain.as_secs_f64() / fine).ceil() as usize).max(6);
+            let sustain_post = ((self.onset_sustain.as_secs_f64() / fine).ceil() as usize).max(6);
+            let early = self.onset_early.as_secs_f64();
+            let min_post = ((early / fine).ceil() as usize).clamp(6, sustain_post);
             let min_ref = (points / 4).max(6);
             if points > MAX_ONSET_POINTS || points < min_post + min_ref {
                 return Err(bad(
@@ -491,7 +554,31 @@ impl GrowthRule {
                     width: fine,
                     min_post,
                     min_ref,
-                    max_jump: (min_post / 2).max(1),
+                    max_jump: (sustain_post / 2).max(1),
+                },
+            })
+        } else {
+            None
+        };
+        let startup = if self.startup_z > 0.0 {
+            let points = ((self.onset_window.as_secs_f64() / fine).round() as usize)
+                .clamp(8, MAX_ONSET_POINTS);
+            let min_post = ((self.startup_min.as_secs_f64() / fine).ceil() as usize).max(6);
+            if min_post + 2 > points {
+                return Err(bad(
+                    "startup_min_secs",
+                    self.startup_min.as_secs_f64(),
+                    "shorter than onset_window_secs, e.g. 60",
+                ));
+            }
+            fine_cap = fine_cap.max(points);
+            Some(OnsetPlan {
+                points,
+                params: OnsetParams {
+                    width: fine,
+                    min_post,
+                    min_ref: 0,
+                    max_jump: 6,
                 },
             })
         } else {
@@ -508,6 +595,7 @@ impl GrowthRule {
             geo,
             windows,
             onset,
+            startup,
         })
     }
 }
@@ -534,6 +622,7 @@ pub(crate) struct CompiledGrowth {
     geo: Geometry,
     windows: Vec<PlannedWindow>,
     onset: Option<OnsetPlan>,
+    startup: Option<OnsetPlan>,
 }
 
 impl CompiledGrowth {
@@ -659,7 +748,17 @@ impl GrowthTrack {
         if let Some(own) = &mut self.own {
             own.push(t, ctx.value);
         }
-        if closed == Closed::default() || self.history.age(t) < c.rule.warmup.as_secs_f64() {
+        if closed == Closed::default() {
+            return;
+        }
+        if self.history.age(t) < c.rule.warmup.as_secs_f64() {
+            // Young series: only the start-up test speaks (windows and the onset test need
+            // history before the rise that a young series does not have).
+            if closed.fine
+                && let Some(plan) = c.startup
+            {
+                self.evaluate_young(c, plan, Evidence::Startup, closed, t, ctx, scratch, out);
+            }
             return;
         }
         for (i, w) in c.windows.iter().enumerate() {
@@ -672,7 +771,16 @@ impl GrowthTrack {
             }
         }
         if closed.fine {
-            self.evaluate_onset(c, closed, t, ctx, scratch, out);
+            if let Some(plan) = c.onset {
+                self.evaluate_young(c, plan, Evidence::Onset, closed, t, ctx, scratch, out);
+            } else if let Some(f) = &self.firing
+                && f.window == ONSET
+                && closed.coarse
+                && let Some(plan) = c.startup
+            {
+                // A start-up finding outlives the warm-up: keep judging its resolution.
+                self.evaluate_young(c, plan, Evidence::Onset, closed, t, ctx, scratch, out);
+            }
         }
     }
 
@@ -704,19 +812,22 @@ impl GrowthTrack {
         }
     }
 
-    /// The onset path: fires on its own when the hinge test (see [`onset`](self#onset-test))
-    /// and its guards hold for `onset_confirm` consecutive fine buckets. A finding it fires
-    /// resolves like any other, judged at each coarse bucket on the onset window's trend.
-    fn evaluate_onset(
+    /// The onset and start-up paths: each fires on its own when its hinge test (see
+    /// [`onset`](self#onset-test), [`start-up`](self#start-up-test)) and guards hold for
+    /// `onset_confirm` consecutive fine buckets. A finding either fires resolves like any
+    /// other, judged at each coarse bucket on the trend of the fine buckets in `plan`.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_young(
         &mut self,
         c: &CompiledGrowth,
+        plan: OnsetPlan,
+        evidence: Evidence,
         closed: Closed,
         t: f64,
         ctx: Context<'_>,
         s: &mut Scratch,
         out: &mut Vec<Finding>,
     ) {
-        let Some(plan) = c.onset else { return };
         if let Some(f) = &self.firing {
             // Resolution is judged once per coarse bucket (as the coarse windows are): per
             // fine bucket it would cost more than the detection itself on a leaking series.
@@ -734,7 +845,10 @@ impl GrowthTrack {
             }
             return;
         }
-        let hit = self.onset_hit(c, plan, s);
+        let hit = match evidence {
+            Evidence::Startup => self.startup_hit(c, plan, s),
+            _ => self.onset_hit(c, plan, s),
+        };
         let r = &c.rule;
         let Some((from, slope, z, level, window)) = hit else {
             self.onset.streak = 0;
@@ -758,6 +872,7 @@ impl GrowthTrack {
         f.slope_per_sec = Some(slope);
         f.z = Some(z);
         f.window = Some(window);
+        f.evidence = Some(evidence);
         fill_context(&mut f, ctx, Some(level));
         out.push(f.clone());
         self.onset = WindowState::default();
@@ -766,6 +881,90 @@ impl GrowthTrack {
             clears: 0,
             finding: f,
         });
+    }
+
+    /// One start-up evaluation (the series is within its warm-up): `(change time, slope, z,
+    /// level, window)` on a hit. See the [module docs](self#start-up-test).
+    fn startup_hit(
+        &self,
+        c: &CompiledGrowth,
+        plan: OnsetPlan,
+        s: &mut Scratch,
+    ) -> Option<(f64, f64, f64, f64, Window)> {
+        let r = &c.rule;
+        let p = plan.params;
+        let end = self.history.last_time(Resolution::Fine)?;
+        let from = end - (plan.points as f64 - 0.5) * p.width;
+        self.history
+            .window(Resolution::Fine, from, &mut s.ts, &mut s.ys);
+        let n = s.ys.len();
+        if n < p.min_post.max(8) {
+            return None;
+        }
+        // Cheapest check first: the level (median of the last 3 buckets) is a new high.
+        s.a.clear();
+        s.a.extend_from_slice(&s.ys[n - 3..]);
+        let level = median_in_place(&mut s.a);
+        let before = from + s.ts[n - 3] - 0.5 * p.width;
+        if !self
+            .history
+            .prior_max_of_3(before)
+            .is_some_and(|m| level > m)
+        {
+            return None;
+        }
+        let o = best_hinge(&s.ts, &s.ys, p, &mut s.onset)?;
+        if o.z < r.startup_z || o.over_step < -r.onset_step_margin {
+            return None;
+        }
+        // A warm-up decelerates, a leak does not.
+        let curvature = curvature_z(&s.ts[o.at..], &s.ys[o.at..], &mut s.onset)?;
+        if curvature < -r.startup_curvature_z {
+            return None;
+        }
+        let change = from + s.ts[o.at] - 0.5 * p.width;
+        let span = s.ts[n - 1] - s.ts[o.at] + p.width;
+        // A rise that starts inside the young window (after a flat stretch) must have gone on
+        // as long as the onset test requires: it is told from a step the same way.
+        if o.at > p.min_post && span < r.onset_sustain.as_secs_f64() {
+            return None;
+        }
+        let rise = o.slope * span;
+        s.a.clear();
+        s.a.extend_from_slice(&s.ys[o.at..(o.at + 3).min(n)]);
+        let base = median_in_place(&mut s.a).abs();
+        // Filling from (near) empty: far faster than its own starting level, so it has to
+        // show for longer that it does not slow down (the curvature test needs the span).
+        if o.slope * 60.0 > r.startup_fill_rate * base && span < r.startup_fill.as_secs_f64() {
+            return None;
+        }
+        s.a.clear();
+        s.a.extend_from_slice(if o.at >= 3 { &s.ys[..o.at] } else { &s.ys[..] });
+        let typical = median_in_place(&mut s.a).abs();
+        if rise < r.min_rise.max(r.min_rise_fraction * typical) {
+            return None;
+        }
+        let window = Window {
+            start: change,
+            end: from + s.ts[n - 1],
+        };
+        if let Some(own) = &self.own {
+            let w = PlannedWindow {
+                len: span,
+                res: Resolution::Fine,
+                width: p.width,
+                points: n - o.at,
+            };
+            if !own_rises(own, w, change, r, s) {
+                return None;
+            }
+            own.window(Resolution::Fine, from, &mut s.ts, &mut s.ys);
+            let own_z = best_hinge(&s.ts, &s.ys, p, &mut s.onset).map_or(0.0, |o| o.z);
+            if own_z < r.own_min_z {
+                return None;
+            }
+        }
+        Some((change, o.slope, o.z, level, window))
     }
 
     /// One onset evaluation: `(change time, slope, z, level, window)` on a hit.
@@ -803,6 +1002,12 @@ impl GrowthTrack {
             return None;
         }
         let change = from + s.ts[o.at] - 0.5 * p.width;
+        // Before `onset_sustain` has passed, the ramp must fit clearly *better* than any jump.
+        if s.ts[n - 1] - s.ts[o.at] + p.width < r.onset_sustain.as_secs_f64()
+            && o.over_step < r.onset_step_margin
+        {
+            return None;
+        }
         if !self
             .history
             .prior_max_of_3(change)
@@ -901,6 +1106,7 @@ impl GrowthTrack {
         f.slope_per_sec = Some(s.slope);
         f.z = Some(s.z);
         f.window = Some(s.window);
+        f.evidence = Some(Evidence::Window);
         fill_context(&mut f, ctx, Some(s.level));
         out.push(f.clone());
         self.firing = Some(Firing {

@@ -96,6 +96,94 @@ pub(crate) struct Onset {
     pub over_step: f64,
 }
 
+/// Curvature of `(t, y)`: the t-statistic of the quadratic term of a least-squares
+/// quadratic fit, with the same noise model as [`best_hinge`] (the larger of the fit's
+/// residual scale and the first differences' robust scale; variance inflated for AR(1)
+/// correlation of the residuals, or the variogram's excess). Negative: the rise slows
+/// down (a filling cache, a warm-up); near zero: a straight line (a leak); `None` with
+/// fewer than 6 points.
+///
+/// Why a quadratic term: among smooth departures from a straight line it is the one with
+/// the most power against "ever slower" shapes (exponential fills, ease-out ramps) on a
+/// few minutes of data, and on a straight line plus noise its z is standard normal, so
+/// the threshold is a plain false-rejection rate for leaks.
+pub(crate) fn curvature_z(t: &[f64], y: &[f64], s: &mut OnsetScratch) -> Option<f64> {
+    let n = y.len();
+    if n < 6 {
+        return None;
+    }
+    let nf = n as f64;
+    let tm = t.iter().sum::<f64>() / nf;
+    // Orthogonal basis: 1, u = t − t̄, q = u² − (projection of u² on 1 and u).
+    let (mut suu, mut su3, mut su2) = (0.0, 0.0, 0.0);
+    for &ti in t {
+        let u = ti - tm;
+        suu += u * u;
+        su3 += u * u * u;
+        su2 += u * u;
+    }
+    let q_mean = su2 / nf;
+    let q_lin = su3 / suu;
+    let q = |i: usize| {
+        let u = t[i] - tm;
+        u * u - q_mean - q_lin * u
+    };
+    let ym = y.iter().sum::<f64>() / nf;
+    let (mut sqq, mut sqy, mut suy) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let qi = q(i);
+        sqq += qi * qi;
+        sqy += qi * (y[i] - ym);
+        suy += (t[i] - tm) * (y[i] - ym);
+    }
+    if sqq <= 0.0 || suu <= 0.0 {
+        return None;
+    }
+    let (c, b) = (sqy / sqq, suy / suu);
+    let resid = |i: usize| y[i] - ym - b * (t[i] - tm) - c * q(i);
+    let (mut c0, mut c1) = (0.0, 0.0);
+    let mut prev = resid(0);
+    c0 += prev * prev;
+    for i in 1..n {
+        let r = resid(i);
+        c0 += r * r;
+        c1 += prev * r;
+        prev = r;
+    }
+    let sigma_res = (c0 / (nf - 3.0)).sqrt();
+    let sigma = sigma_res.max(diff_scale(y, s));
+    if sigma.is_nan() || sigma <= 0.0 {
+        return None;
+    }
+    let raw = if c0 > 0.0 { c1 / c0 } else { 0.0 };
+    let rho_fit = raw + (1.0 + 4.0 * raw) / nf;
+    let rho = rho_fit.max(vario_rho(y)).clamp(0.0, 0.95);
+    let var = sigma * sigma * (1.0 + rho) / (1.0 - rho);
+    Some(c * sqq.sqrt() / var.sqrt())
+}
+
+/// Robust scale of the noise from first differences (MAD / √2, σ-equivalent).
+fn diff_scale(y: &[f64], s: &mut OnsetScratch) -> f64 {
+    s.d.clear();
+    s.d.extend(y.windows(2).map(|w| w[1] - w[0]));
+    let med = median_in_place(&mut s.d);
+    for v in &mut s.d {
+        *v = (*v - med).abs();
+    }
+    median_in_place(&mut s.d) * 1.4826 / std::f64::consts::SQRT_2
+}
+
+/// AR(1) ρ from the variogram (lag-2 over lag-1 difference variance, minus 1), counting only
+/// the excess over one standard error of the estimate on white noise (≈ 1.5/√n).
+fn vario_rho(y: &[f64]) -> f64 {
+    let (v1, v2) = (lag_var(y, 1), lag_var(y, 2));
+    if v1 > 0.0 {
+        v2 / v1 - 1.0 - 1.5 / (y.len() as f64).sqrt()
+    } else {
+        0.0
+    }
+}
+
 /// Reused buffers.
 #[derive(Debug, Default)]
 pub(crate) struct OnsetScratch {
@@ -179,14 +267,7 @@ pub(crate) fn best_hinge(
     };
     let sse = (syy - gain).max(0.0);
     let sigma_res = (sse / (nf - 3.0)).sqrt();
-    s.d.clear();
-    s.d.extend(y.windows(2).map(|w| w[1] - w[0]));
-    let med = median_in_place(&mut s.d);
-    for v in &mut s.d {
-        *v = (*v - med).abs();
-    }
-    let sigma_diff = median_in_place(&mut s.d) * 1.4826 / std::f64::consts::SQRT_2;
-    let sigma = sigma_res.max(sigma_diff);
+    let sigma = sigma_res.max(diff_scale(y, s));
     if sigma.is_nan() || sigma <= 0.0 {
         return None;
     }
@@ -207,13 +288,7 @@ pub(crate) fn best_hinge(
     // On white noise this ratio's estimate has a standard error of about 1.5/√n (0.21 on
     // 48 buckets, simulated); only the excess over one standard error is counted, so that
     // white noise is not penalised for the estimate's own spread.
-    let (v1, v2) = (lag_var(y, 1), lag_var(y, 2));
-    let rho_vario = if v1 > 0.0 {
-        v2 / v1 - 1.0 - 1.5 / nf.sqrt()
-    } else {
-        0.0
-    };
-    let rho = rho_fit.max(rho_vario).clamp(0.0, 0.95);
+    let rho = rho_fit.max(vario_rho(y)).clamp(0.0, 0.95);
     let inflation = (1.0 + rho) / (1.0 - rho);
     let var = sigma * sigma * inflation;
     Some(Onset {
