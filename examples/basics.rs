@@ -11,6 +11,7 @@ use leakwatch::{Callbacks, Scope, Token};
 struct Watch {
     watcher: u32,
     target: u32,
+    tracker: leakwatch::Tracker<Self>,
 }
 
 fn main() {
@@ -20,7 +21,7 @@ fn main() {
     let w = Watch {
         watcher: 1,
         target: 2,
-        __tracked_Default_default: Default::default(),
+        tracker: leakwatch::Tracker::new(),
     };
     let w2 = w.clone();
     println!(

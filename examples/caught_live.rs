@@ -31,6 +31,7 @@ struct Stream {
     scope: Scope,
     _conn: leakwatch::Connection,
     _presence: Option<Subscription>,
+    _tracker: leakwatch::Tracker<Self>,
 }
 
 /// A 1-to-1 lookup still in flight: it finishes `remaining` simulated seconds from now.
@@ -119,7 +120,7 @@ fn main() {
                 scope,
                 _conn: conn,
                 _presence: Some(sub),
-                __tracked_Default_default: Default::default(),
+                _tracker: leakwatch::Tracker::new(),
             });
         }
         while open.len() > 480 {

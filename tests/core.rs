@@ -15,6 +15,7 @@ use leakwatch::{
 #[derive(Clone, Debug)]
 struct Watch {
     user: u32,
+    tracker: leakwatch::Tracker<Self>,
 }
 
 #[test]
@@ -28,7 +29,7 @@ fn a_connection_lifecycle_returns_every_count_to_baseline() {
         let conn = conns.open(|| true);
         let watch = Watch {
             user: 1,
-            __tracked_Default_default: Default::default(),
+            tracker: leakwatch::Tracker::new(),
         };
         let _copy = watch.clone();
         let sub = presence

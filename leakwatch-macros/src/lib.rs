@@ -5,69 +5,72 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2, TokenTree};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Data, DeriveInput, Field, Fields, GenericParam, Generics, Ident, LitStr, Path,
-    Token, Type, TypeParamBound, WherePredicate, parse_quote,
+    Attribute, Data, DeriveInput, Fields, GenericArgument, GenericParam, Generics, Ident, LitStr,
+    Member, Path, PathArguments, Token, Type, TypeParamBound, WherePredicate, parse_quote,
 };
-
-/// Name of the injected field. The E0063 error for a struct literal that lacks it is the only
-/// message rustc prints there, and it can't be customised (no `#[diagnostic]` attribute covers
-/// missing fields), so the name itself spells out what to write:
-/// `missing field `__tracked_Default_default`` reads as "add `__tracked_Default_default:
-/// Default::default()`".
-const FIELD: &str = "__tracked_Default_default";
 
 /// Counts every instance of a struct: created, dropped, live, peak live and approximate live
 /// bytes, in per-thread counters (no lock, no shared write on the hot path).
 ///
+/// The struct holds one field of type `leakwatch::Tracker<Self>`, named as you like; the
+/// attribute finds it. Creating a tracker counts an instance, dropping it counts a drop.
+///
 /// ```
-/// #[leakwatch::tracked] // first, above the derives
+/// use leakwatch::Tracker;
+///
+/// #[leakwatch::tracked(name = "presence.Watch")] // first, above the derives
 /// #[derive(Debug, Clone, PartialEq)]
 /// struct Watch {
 ///     user: u32,
+///     tracker: Tracker<Self>,
 /// }
 ///
-/// let w = Watch { user: 1, __tracked_Default_default: Default::default() };
+/// let w = Watch { user: 1, tracker: Tracker::new() };
 /// let w2 = w.clone(); // a clone is a new instance
 /// assert_eq!(leakwatch::counts::<Watch>().live, 2);
-/// assert_eq!(format!("{w:?}"), "Watch { user: 1 }"); // Debug is unchanged
+/// assert_eq!(format!("{w:?}"), "Watch { user: 1 }"); // Debug leaves the tracker out
 /// assert_eq!(w, w2);
 /// drop((w, w2));
 /// let c = leakwatch::counts::<Watch>();
 /// assert_eq!((c.created, c.dropped, c.live), (2, 2, 0));
+///
+/// // Patterns work as for any struct; `..` leaves the tracker in `w3`, so the instance is
+/// // counted until `w3` goes out of scope.
+/// let w3 = Watch { user: 3, tracker: Default::default() };
+/// let Watch { user, .. } = w3;
+/// assert_eq!(user, 3);
 /// ```
 ///
-/// # The one change at construction sites
+/// # The tracker field
 ///
-/// The attribute adds a zero-sized field, so every struct literal must give it a value:
+/// Write it like any other field: `tracker: leakwatch::Tracker<Self>` (or with the struct's
+/// own name, `Tracker<Watch>`; in a tuple struct just the type, `struct Id(u64,
+/// Tracker<Self>)`). In literals give it `Tracker::new()` or `Default::default()`; with
+/// `#[derive(Default)]`, `..Default::default()` works too. It is zero-sized with alignment 1,
+/// so `size_of` is the same as without it. Its visibility is yours: a private tracker field
+/// keeps literals of the struct private, as any private field does.
+///
+/// A struct without such a field, or with more than one, fails to compile with a message that
+/// names the struct and says what to add:
 ///
 /// ```text
-/// __tracked_Default_default: Default::default()
+/// error: #[tracked] struct `Watch` has no tracker field: add a field of type
+///        `leakwatch::Tracker<Self>` (any name), e.g. `tracker: leakwatch::Tracker<Self>`, and
+///        set it in each literal with `tracker: leakwatch::Tracker::new()` (or `Default::default()`)
 /// ```
-///
-/// (or `..Default::default()` if the struct implements `Default`). Forgetting it fails to
-/// compile with a message that names what to write:
-///
-/// ```text
-/// error[E0063]: missing field `__tracked_Default_default` in initializer of `Watch`
-/// ```
-///
-/// Patterns that destructure the struct need a `..` rest (or the field by name). Nothing else
-/// changes: the field is zero-sized and alignment 1, so `size_of` is the same as without
-/// the attribute; it is `#[doc(hidden)]` and has the struct's visibility, so wherever you could
-/// write a literal before, you still can.
 ///
 /// # What it generates
 ///
 /// ```text
 /// #[leakwatch::tracked]
 /// #[derive(Debug, Clone, Serialize)]
-/// pub struct Watch { user: u32 }
+/// pub struct Watch { user: u32, tracker: Tracker<Self> }
 /// ```
 ///
 /// expands to (in module `my_crate::presence`):
@@ -75,11 +78,9 @@ const FIELD: &str = "__tracked_Default_default";
 /// ```text
 /// #[derive(Clone, Serialize)]
 /// pub struct Watch {
-///     #[doc(hidden)]
-///     #[allow(non_snake_case)]
-///     #[serde(skip)]                      // only when Serialize/Deserialize is derived
-///     pub __tracked_Default_default: ::leakwatch::__private::Tracker<Watch>,
 ///     user: u32,
+///     #[serde(skip)]                      // only when Serialize/Deserialize is derived
+///     tracker: Tracker<Watch>,            // `Self` spelled out (lifetimes as 'static)
 /// }
 ///
 /// impl ::leakwatch::__private::Tracked for Watch {
@@ -91,59 +92,59 @@ const FIELD: &str = "__tracked_Default_default";
 /// }
 ///
 /// // `derive(Debug)` is replaced by this impl, which leaves the tracker out, so the output is
-/// // exactly what the derive printed before the attribute was added.
+/// // exactly what the derive printed before the field was added.
 /// impl ::core::fmt::Debug for Watch { /* f.debug_struct("Watch").field("user", &&self.user) */ }
+/// // plus a never-called function checking that `tracker` is leakwatch's `Tracker`.
 /// ```
 ///
 /// [`Tracker`](https://docs.rs/leakwatch/latest/leakwatch/struct.Tracker.html) counts a creation
-/// in `Default::default()` and `Clone::clone()` and a drop in `Drop`, so a clone is a new
-/// instance and a value may be dropped on any thread (each thread counts what it did;
+/// in `new()`, `Default::default()` and `Clone::clone()` and a drop in `Drop`, so a clone is a
+/// new instance and a value may be dropped on any thread (each thread counts what it did;
 /// `live = Σcreated − Σdropped`). `PartialEq`, `Ord` and `Hash` treat all trackers as equal, so
 /// derived comparisons and hashes are unchanged.
 ///
-/// # Series name
+/// # Arguments
 ///
-/// By default the type's path with `::` replaced by `.`, e.g. `my_crate.presence.Watch`
-/// (Graphite-friendly). Override it with `#[tracked(name = "presence.Watch")]`.
+/// * `name = "presence.Watch"`: the series name. By default the type's path with `::` replaced
+///   by `.`, e.g. `my_crate.presence.Watch` (Graphite-friendly).
+/// * `crate = path` (or `crate = "path"`): where the generated code finds leakwatch, for a
+///   renamed dependency: with `lw = { package = "leakwatch", .. }` in Cargo.toml, write
+///   `#[lw::tracked(crate = lw)]`. Default `::leakwatch`.
 ///
 /// # Derives: write `#[tracked]` first
 ///
-/// An attribute only sees the attributes written *below* it. Derives below `#[tracked]` see the
-/// injected field and work: `Clone` and `Default` create counted trackers, serde's `Serialize`
-/// and `Deserialize` get `#[serde(skip)]` on the field (a deserialised value is a new, counted
+/// An attribute only sees the attributes written *below* it. Derives below `#[tracked]` work
+/// with the tracker: `Clone` and `Default` create counted trackers, serde's `Serialize` and
+/// `Deserialize` get `#[serde(skip)]` on the field (a deserialised value is a new, counted
 /// instance), `Debug` output leaves the field out. Derives written *above* `#[tracked]` expand
-/// on the struct as it was before the field was added and `#[tracked]` cannot see them: `Debug`,
-/// `PartialEq`, `Hash`, `Serialize` still work, but `Clone`, `Default` and `Deserialize` fail
-/// with `E0063 missing field `__tracked_Default_default`` pointing at the derive. Move them below.
+/// before it and cannot be adjusted: `Debug` there prints the tracker as `tracker: Tracker`,
+/// and serde's derives there fail (`Tracker` is not `Serialize`). Move them below.
 ///
 /// # Tuple and generic structs
 ///
-/// * Tuple structs get the tracker as their **last** field: `struct Id(u64)` becomes
-///   `struct Id(u64, Tracker<Id>)`, constructed as `Id(7, Default::default())`; the tracker is
-///   field `.1` (index = number of fields you wrote). A one-field tuple struct that derives serde
-///   also gets `#[serde(transparent)]` so it still (de)serialises as its inner value (in JSON,
-///   identical to a newtype struct).
-/// * Named structs get it as their **first** field, so a struct whose last field is unsized
-///   still compiles (but unsizing coercions such as `Box<S<[u8; 4]>>` to `Box<S<[u8]>>` are not
-///   available, because the tracker's type names `S<T>`).
+/// * Tuple structs: the tracker is a positional field like the others, e.g.
+///   `Id(7, Tracker::new())`. A tuple struct with one field besides the tracker that derives
+///   serde also gets `#[serde(transparent)]`, so it still (de)serialises as its inner value.
+/// * An unsized last field (`data: [u8]`, `body: T` with `T: ?Sized`) must stay last: put the
+///   tracker before it (an error says so otherwise). Unsizing coercions such as
+///   `Box<S<[u8; 4]>>` to `Box<S<[u8]>>` are not available, because the tracker's type names
+///   `S<T>`.
 /// * Generic structs: one series for all instantiations (`Cache<u8>` and `Cache<String>` are
 ///   both counted as `Cache`), because a `static` cannot depend on type parameters. Live bytes
 ///   are then summed per instance with each instantiation's own `size_of`; if a type parameter
 ///   is `?Sized`, live bytes are not reported.
-/// * Structs generic only over lifetimes name themselves with `'static` in the tracker
-///   (`Tracker<Holder<'static>>`), so borrowing rules stay those of the plain struct. With type
-///   parameters the tracker names `S<'a, T>`, and because it has a `Drop` impl, what the struct
-///   borrows must strictly outlive it (declare the referent before the value that holds it).
+/// * Structs generic only over lifetimes: write `Tracker<Self>`; the attribute spells it with
+///   `'static` (`Tracker<Holder<'static>>`), so borrowing rules stay those of the plain struct.
+///   With type parameters the tracker names `S<'a, T>`, and because it has a `Drop` impl, what
+///   the struct borrows must strictly outlive it (declare the referent before the value that
+///   holds it).
 ///
 /// # Unsupported shapes (each a compile error that says what to do)
 ///
 /// * enums and unions: track a struct that holds them, or put a `leakwatch::Token` in it;
-/// * unit structs (`struct S;`): write `struct S {}` instead (construct as
-///   `S { __tracked_Default_default: Default::default() }`);
+/// * unit structs (`struct S;`): write `struct S { tracker: leakwatch::Tracker<Self> }`;
 /// * `Copy` types: a copy creates an instance without any code running, so it cannot be
 ///   counted; drop `Copy` (keep `Clone`) or count with a `leakwatch::Token`;
-/// * tuple structs whose last field is unsized (`struct B(u32, [u8])`, or a `?Sized` type
-///   parameter): the tracker would follow it; use named fields, where the tracker goes first;
 /// * `#[repr(packed)]` structs deriving `Clone`, `PartialEq`, `PartialOrd`, `Ord` or `Hash`:
 ///   on a packed struct these derives copy each field out, and the tracker is not `Copy`;
 ///   implement them by hand. A packed struct without them works, `Debug` included.
@@ -168,6 +169,8 @@ pub fn tracked(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[derive(Default)]
 struct Args {
     name: Option<LitStr>,
+    /// `crate = path`: where the generated code finds leakwatch (a renamed dependency).
+    krate: Option<Path>,
 }
 
 fn parse_args(attr: TokenStream2) -> syn::Result<Args> {
@@ -183,10 +186,20 @@ fn parse_args(attr: TokenStream2) -> syn::Result<Args> {
             }
             args.name = Some(lit);
             Ok(())
+        } else if meta.path.is_ident("crate") {
+            let value = meta.value()?;
+            // Both spellings in use: `crate = "lw"` (serde's) and `crate = lw`.
+            let path = if value.peek(LitStr) {
+                value.parse::<LitStr>()?.parse::<Path>()?
+            } else {
+                value.parse::<Path>()?
+            };
+            args.krate = Some(path);
+            Ok(())
         } else {
             Err(meta.error(
-                "unknown #[tracked] argument; the only one is `name = \"series.name\"`, \
-                 e.g. #[tracked(name = \"presence.Watch\")]",
+                "unknown #[tracked] argument; the arguments are `name = \"series.name\"` and \
+                 `crate = path`, e.g. #[tracked(name = \"presence.Watch\")]",
             ))
         }
     });
@@ -427,8 +440,140 @@ fn obviously_unsized(ty: &Type) -> bool {
     }
 }
 
+/// Whether `ty` is a tracker of the struct `ident`: a path ending in `Tracker<Self>` or
+/// `Tracker<ident<..>>` (any prefix: `leakwatch::Tracker`, an import, a renamed crate). Returns
+/// the type argument, to be spelled out.
+fn tracker_arg<'t>(ty: &'t mut Type, ident: &Ident) -> Option<&'t mut Type> {
+    let arg = match ty {
+        Type::Group(g) => return tracker_arg(&mut g.elem, ident),
+        Type::Paren(p) => return tracker_arg(&mut p.elem, ident),
+        Type::Path(p) if p.qself.is_none() => tracker_generic(&mut p.path)?,
+        _ => return None,
+    };
+    names_struct(arg, ident).then_some(arg)
+}
+
+/// The one type argument of a path ending in `Tracker<..>`.
+fn tracker_generic(path: &mut Path) -> Option<&mut Type> {
+    let last = path.segments.last_mut()?;
+    if last.ident != "Tracker" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &mut last.arguments else {
+        return None;
+    };
+    if args.args.len() != 1 {
+        return None;
+    }
+    match args.args.first_mut()? {
+        GenericArgument::Type(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// `Self`, or a path whose last segment is the struct's name.
+fn names_struct(ty: &Type, ident: &Ident) -> bool {
+    match ty {
+        Type::Group(g) => names_struct(&g.elem, ident),
+        Type::Paren(p) => names_struct(&p.elem, ident),
+        Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Self" || s.ident.unraw() == ident.unraw()),
+        _ => false,
+    }
+}
+
+/// The field's name for messages: `tracker`, or `field 1` in a tuple struct.
+fn field_label(f: &syn::Field, index: usize) -> String {
+    match &f.ident {
+        Some(i) => format!("`{}`", i.unraw()),
+        None => format!("field {index}"),
+    }
+}
+
+/// `leakwatch` or the `crate = ..` override, as the user would write it in a type.
+fn crate_display(krate: &Path) -> String {
+    let s = quote!(#krate).to_string().replace(' ', "");
+    s.trim_start_matches("::").to_owned()
+}
+
+/// The index of the struct's one tracker field, or an error naming the struct and saying what
+/// to add or remove.
+fn find_tracker(ident: &Ident, fields: &mut Fields, krate: &Path) -> syn::Result<usize> {
+    let found: Vec<usize> = fields
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, f)| tracker_arg(&mut f.ty, ident).map(|_| i))
+        .collect();
+    let lw = crate_display(krate);
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => {
+            let name = ident.unraw();
+            let example = match fields {
+                Fields::Unnamed(_) => format!(
+                    "add `{lw}::Tracker<Self>` as a field, e.g. \
+                     `struct {name}(..., {lw}::Tracker<Self>)`, and pass \
+                     `{lw}::Tracker::new()` (or `Default::default()`) for it in each \
+                     constructor call"
+                ),
+                _ => format!(
+                    "add a field of type `{lw}::Tracker<Self>` (any name), e.g. \
+                     `tracker: {lw}::Tracker<Self>`, and set it in each literal with \
+                     `tracker: {lw}::Tracker::new()` (or `Default::default()`)"
+                ),
+            };
+            // A tracker of another type is most likely a typo for this one.
+            let other = fields.iter_mut().enumerate().find_map(|(i, f)| {
+                let label = field_label(f, i);
+                let Type::Path(p) = &mut f.ty else {
+                    return None;
+                };
+                tracker_generic(&mut p.path).map(|t| (label, quote!(#t).to_string()))
+            });
+            let hint = match other {
+                Some((label, ty)) => format!(
+                    " ({label} is a `Tracker<{ty}>`: a tracker names its own struct, \
+                     `Tracker<Self>`)"
+                ),
+                None => String::new(),
+            };
+            Err(syn::Error::new(
+                ident.span(),
+                format!("#[tracked] struct `{name}` has no tracker field: {example}{hint}"),
+            ))
+        }
+        [_, second, ..] => {
+            let labels: Vec<String> = fields
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| found.contains(i))
+                .map(|(i, f)| field_label(f, i))
+                .collect();
+            let f = fields
+                .iter()
+                .nth(*second)
+                .expect("index from the same fields");
+            Err(syn::Error::new(
+                f.ty.span(),
+                format!(
+                    "#[tracked] struct `{}` has {} tracker fields ({}): keep exactly one \
+                     `Tracker<Self>`, each one counts every instance",
+                    ident.unraw(),
+                    found.len(),
+                    labels.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let args = parse_args(attr)?;
+    let krate: Path = args.krate.clone().unwrap_or(parse_quote!(::leakwatch));
+    let lw = crate_display(&krate);
     let mut input: DeriveInput = syn::parse2(item).map_err(|e| {
         syn::Error::new(
             e.span(),
@@ -436,36 +581,40 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         )
     })?;
     let ident = input.ident.clone();
-    let field_ident = Ident::new(FIELD, Span::call_site());
 
     let data = match &mut input.data {
         Data::Struct(s) => s,
         Data::Enum(e) => {
             return Err(syn::Error::new(
                 e.enum_token.span,
-                "#[tracked] does not support enums: a field cannot be added to every variant \
-                 without changing every literal and pattern. Track a struct that holds the enum \
-                 (`#[tracked] struct Event { kind: EventKind }`), or put a \
-                 `leakwatch::Token` in the variants you want to count",
+                format!(
+                    "#[tracked] does not support enums: a tracker field would have to be in \
+                     every variant, and each variant's literals and patterns would change. \
+                     Track a struct that holds the enum (`#[tracked] struct Event {{ kind: \
+                     EventKind, tracker: {lw}::Tracker<Self> }}`), or put a `{lw}::Token` in \
+                     the variants you want to count"
+                ),
             ));
         }
         Data::Union(u) => {
             return Err(syn::Error::new(
                 u.union_token.span,
-                "#[tracked] does not support unions: a union never drops its fields, so drops \
-                 could not be counted. Track the struct that owns the union instead, or count \
-                 it with a `leakwatch::Token` kept next to it",
+                format!(
+                    "#[tracked] does not support unions: a union never drops its fields, so \
+                     drops could not be counted. Track the struct that owns the union instead, \
+                     or count it with a `{lw}::Token` kept next to it"
+                ),
             ));
         }
     };
     if let Fields::Unit = data.fields {
+        let name = ident.unraw();
         return Err(syn::Error::new(
             ident.span(),
             format!(
-                "#[tracked] needs a struct with braces or parentheses: a unit struct is written \
-                 `{ident}` with no literal to hold the counted field. Declare it as \
-                 `struct {ident} {{}}` and construct it as \
-                 `{ident} {{ {FIELD}: Default::default() }}`"
+                "#[tracked] struct `{name}` is a unit struct, with no room for the tracker \
+                 field. Declare it as `struct {name} {{ tracker: {lw}::Tracker<Self> }}` and \
+                 construct it as `{name} {{ tracker: {lw}::Tracker::new() }}`"
             ),
         ));
     }
@@ -475,10 +624,12 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     if let Some(span) = derives.copy {
         return Err(syn::Error::new(
             span,
-            "#[tracked] types cannot be `Copy`: a copy makes a new instance without running any \
-             code, so it cannot be counted (and the counted field has a destructor). Remove \
-             `Copy` and keep `Clone` (clones are counted), or count the values with a \
-             `leakwatch::Token` instead",
+            format!(
+                "#[tracked] types cannot be `Copy`: a copy makes a new instance without running \
+                 any code, so it cannot be counted (and the tracker has a destructor). Remove \
+                 `Copy` and keep `Clone` (clones are counted), or count the values with a \
+                 `{lw}::Token` instead"
+            ),
         ));
     }
 
@@ -488,34 +639,27 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             format!(
                 "#[tracked] on a `repr(packed)` struct cannot be combined with \
                  `#[derive({name})]`: on a packed struct that derive copies every field out, and \
-                 the counted field is not `Copy` (copying it would create an uncounted \
-                 instance). Implement `{name}` by hand, copying out the fields you need, or \
-                 remove `packed`"
-            ),
-        ));
-    }
-    if let Fields::Unnamed(unnamed) = &data.fields
-        && let Some(last) = unnamed.unnamed.last()
-        && may_be_unsized(&last.ty, &input.generics)
-    {
-        let ty = &last.ty;
-        return Err(syn::Error::new(
-            ty.span(),
-            format!(
-                "#[tracked] adds its counted field at the end of a tuple struct, but only the \
-                 last field may be unsized and this one is (or may be): it would no longer be \
-                 last. Use named fields, where the counted field goes first, e.g. \
-                 `struct {ident} {{ ..., tail: {} }}`",
-                quote!(#ty)
+                 the tracker is not `Copy` (copying it would create an uncounted instance). \
+                 Implement `{name}` by hand, copying out the fields you need, or remove `packed`"
             ),
         ));
     }
 
-    for f in data.fields.iter() {
-        if f.ident.as_ref().is_some_and(|i| i == FIELD) {
+    let tracker_index = find_tracker(&ident, &mut data.fields, &krate)?;
+    let field_count = data.fields.len();
+    // Only the last field may be unsized: a tracker written after one would hide it, and
+    // rustc's message ("size cannot be known") would not say what to move.
+    if tracker_index + 1 == field_count && field_count >= 2 {
+        let before = data.fields.iter().nth(field_count - 2).expect("two fields");
+        if may_be_unsized(&before.ty, &input.generics) {
+            let label = field_label(before, field_count - 2);
             return Err(syn::Error::new(
-                f.span(),
-                format!("`{FIELD}` is added by #[tracked]; remove this field or the attribute"),
+                before.ty.span(),
+                format!(
+                    "#[tracked] struct `{}`: {label} is (or may be) unsized, so it must stay the \
+                     last field; move the tracker field before it",
+                    ident.unraw()
+                ),
             ));
         }
     }
@@ -523,60 +667,51 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let self_ty = quote!(#ident #ty_generics);
 
-    // The injected field.
-    let mut field_attrs: Vec<Attribute> = vec![
-        parse_quote!(#[doc(hidden)]),
-        parse_quote!(#[allow(non_snake_case)]),
-    ];
-    for pred in &derives.serde {
-        field_attrs.push(match pred {
-            None => parse_quote!(#[serde(skip)]),
-            Some(p) => parse_quote!(#[cfg_attr(#p, serde(skip))]),
-        });
-    }
     // A struct generic only over lifetimes names itself with 'static in the tracker's type:
     // the tracker has a Drop impl, and naming `'a` there would make the borrow checker demand
     // that everything the struct borrows strictly outlives it (E0597 where the plain struct
     // compiles). All lifetimes share one `TypeStats`, so nothing else changes.
-    let tracker_target = if input.generics.lifetimes().next().is_some()
-        && input
-            .generics
-            .params
-            .iter()
-            .all(|p| matches!(p, GenericParam::Lifetime(_)))
-    {
+    let only_lifetimes = input
+        .generics
+        .params
+        .iter()
+        .all(|p| matches!(p, GenericParam::Lifetime(_)));
+    let tracker_target: Type = if only_lifetimes && input.generics.lifetimes().next().is_some() {
         let statics = input.generics.lifetimes().map(|_| quote!('static));
-        quote!(#ident<#(#statics),*>)
+        parse_quote!(#ident<#(#statics),*>)
     } else {
-        self_ty.clone()
+        parse_quote!(#self_ty)
     };
-    let field = Field {
-        attrs: field_attrs,
-        vis: input.vis.clone(),
-        mutability: syn::FieldMutability::None,
-        ident: None,
-        colon_token: None,
-        ty: parse_quote!(::leakwatch::__private::Tracker<#tracker_target>),
-    };
+
     let last_unsized = data
         .fields
         .iter()
         .last()
         .is_some_and(|f| obviously_unsized(&f.ty));
-    let mut newtype_serde = false;
-    match &mut data.fields {
-        Fields::Named(named) => {
-            let mut f = field;
-            f.ident = Some(field_ident.clone());
-            f.colon_token = Some(Default::default());
-            named.named.insert(0, f);
+    let newtype_serde =
+        matches!(data.fields, Fields::Unnamed(_)) && field_count == 2 && !derives.serde.is_empty();
+    let tracker_field = data
+        .fields
+        .iter_mut()
+        .nth(tracker_index)
+        .expect("index from find_tracker");
+    // Spell `Self` out: the lifetime rule above, and `Self` would name `S<'a>`.
+    let user_ty_span = tracker_field.ty.span();
+    *tracker_arg(&mut tracker_field.ty, &ident).expect("found by find_tracker") =
+        tracker_target.clone();
+    let already_skipped = has_serde_flag(&tracker_field.attrs, "skip");
+    if !already_skipped {
+        for pred in &derives.serde {
+            tracker_field.attrs.push(match pred {
+                None => parse_quote!(#[serde(skip)]),
+                Some(p) => parse_quote!(#[cfg_attr(#p, serde(skip))]),
+            });
         }
-        Fields::Unnamed(unnamed) => {
-            newtype_serde = unnamed.unnamed.len() == 1 && !derives.serde.is_empty();
-            unnamed.unnamed.push(field);
-        }
-        Fields::Unit => unreachable!("rejected above"),
     }
+    let tracker_member = match &tracker_field.ident {
+        Some(i) => Member::Named(i.clone()),
+        None => Member::Unnamed(syn::Index::from(tracker_index)),
+    };
     if newtype_serde && !has_serde_flag(&input.attrs, "transparent") {
         // A newtype with a second (skipped) field would serialise as a one-element tuple.
         for pred in &derives.serde {
@@ -594,43 +729,28 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             let raw = format!("::{}", ident.unraw());
             quote! {{
                 const RAW: &str = ::core::concat!(::core::module_path!(), #raw);
-                const BYTES: [u8; ::leakwatch::__private::TypeStats::dotted_len(RAW)] =
-                    ::leakwatch::__private::TypeStats::dotted(RAW);
-                ::leakwatch::__private::TypeStats::str_from_utf8(&BYTES)
+                const BYTES: [u8; #krate::__private::TypeStats::dotted_len(RAW)] =
+                    #krate::__private::TypeStats::dotted(RAW);
+                #krate::__private::TypeStats::str_from_utf8(&BYTES)
             }}
         }
     };
 
     // How live bytes are known: a fixed size_of (lifetimes do not change sizes, so they become
     // 'static), per instance for type/const generics (a static cannot name them), or not at all.
-    let only_lifetimes = input
-        .generics
-        .params
-        .iter()
-        .all(|p| matches!(p, GenericParam::Lifetime(_)));
     let (stats_ctor, instance_bytes) = if mentions_maybe_sized(&input.generics) || last_unsized {
         (
-            quote!(::leakwatch::__private::TypeStats::new_unsized(NAME)),
+            quote!(#krate::__private::TypeStats::new_unsized(NAME)),
             quote!(),
         )
     } else if only_lifetimes {
-        let statics = input
-            .generics
-            .lifetimes()
-            .map(|_| quote!('static))
-            .collect::<Vec<_>>();
-        let ty = if statics.is_empty() {
-            quote!(#ident)
-        } else {
-            quote!(#ident<#(#statics),*>)
-        };
         (
-            quote!(::leakwatch::__private::TypeStats::new(NAME, ::core::mem::size_of::<#ty>())),
+            quote!(#krate::__private::TypeStats::new(NAME, ::core::mem::size_of::<#tracker_target>())),
             quote!(),
         )
     } else {
         (
-            quote!(::leakwatch::__private::TypeStats::new_generic(NAME)),
+            quote!(#krate::__private::TypeStats::new_generic(NAME)),
             quote! {
                 const __LEAKWATCH_INSTANCE_BYTES: ::core::option::Option<usize> =
                     ::core::option::Option::Some(::core::mem::size_of::<Self>());
@@ -639,32 +759,46 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     };
 
     let debug_impl = if derives.debug {
-        debug_impl(&input, &field_ident, packed)
+        debug_impl(&input, tracker_index, packed)
     } else {
         quote!()
     };
 
     let tracked_impl = quote! {
-        impl #impl_generics ::leakwatch::__private::Tracked for #self_ty #where_clause {
+        impl #impl_generics #krate::__private::Tracked for #self_ty #where_clause {
             #[inline]
-            fn __leakwatch_stats() -> &'static ::leakwatch::__private::TypeStats {
+            fn __leakwatch_stats() -> &'static #krate::__private::TypeStats {
                 const NAME: &str = #name_expr;
-                static STATS: ::leakwatch::__private::TypeStats = #stats_ctor;
+                static STATS: #krate::__private::TypeStats = #stats_ctor;
                 &STATS
             }
             #instance_bytes
         }
     };
 
+    // The field was recognised by its spelling (`..::Tracker<Self>`); this never-called
+    // function makes sure it is leakwatch's tracker, with the error at the user's field type.
+    let check = quote_spanned! {user_ty_span=>
+        const _: () = {
+            #[allow(dead_code)]
+            fn tracker_field_is_a_leakwatch_tracker #impl_generics (value: &#self_ty)
+            #where_clause
+            {
+                let _: &#krate::__private::Tracker<#tracker_target> = &value.#tracker_member;
+            }
+        };
+    };
+
     Ok(quote! {
         #input
         #tracked_impl
         #debug_impl
+        #check
     })
 }
 
 /// `Debug` as `#[derive(Debug)]` would write it for the struct without the tracker.
-fn debug_impl(input: &DeriveInput, field_ident: &Ident, packed: bool) -> TokenStream2 {
+fn debug_impl(input: &DeriveInput, tracker_index: usize, packed: bool) -> TokenStream2 {
     let ident = &input.ident;
     let name = ident.unraw().to_string();
     let mut generics = input.generics.clone();
@@ -679,50 +813,42 @@ fn debug_impl(input: &DeriveInput, field_ident: &Ident, packed: bool) -> TokenSt
     let Data::Struct(data) = &input.data else {
         return quote!();
     };
+    let shown: Vec<(usize, &syn::Field)> = data
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != tracker_index)
+        .collect();
+    // As std's derive does, the last field is passed as `&&self.x`: a reference to it is
+    // sized, so an unsized last field (`[u8]`, `T: ?Sized`) still coerces to `&dyn Debug`.
+    // A packed struct's fields are copied out (`{ self.x }`), as std does, because a
+    // reference to one may be unaligned.
+    let fields = shown.iter().enumerate().map(|(k, (i, f))| {
+        let member = match &f.ident {
+            Some(id) => Member::Named(id.clone()),
+            None => Member::Unnamed(syn::Index::from(*i)),
+        };
+        let value = if packed {
+            quote!({ self.#member })
+        } else {
+            quote!(self.#member)
+        };
+        let value = if k + 1 == shown.len() {
+            quote!(&&#value)
+        } else {
+            quote!(&#value)
+        };
+        match &f.ident {
+            Some(id) => {
+                let s = id.unraw().to_string();
+                quote!(.field(#s, #value))
+            }
+            None => quote!(.field(#value)),
+        }
+    });
     let body = match &data.fields {
-        // As std's derive does, the last field is passed as `&&self.x`: a reference to it is
-        // sized, so an unsized last field (`[u8]`, `T: ?Sized`) still coerces to `&dyn Debug`.
-        // A packed struct's fields are copied out (`{ self.x }`), as std does, because a
-        // reference to one may be unaligned.
-        Fields::Named(named) => {
-            let idents: Vec<&Ident> = named
-                .named
-                .iter()
-                .filter_map(|f| f.ident.as_ref())
-                .filter(|i| *i != field_ident)
-                .collect();
-            let fields = idents.iter().enumerate().map(|(k, i)| {
-                let s = i.unraw().to_string();
-                let value = if packed {
-                    quote!({ self.#i })
-                } else {
-                    quote!(self.#i)
-                };
-                if k + 1 == idents.len() {
-                    quote!(.field(#s, &&#value))
-                } else {
-                    quote!(.field(#s, &#value))
-                }
-            });
-            quote!(f.debug_struct(#name) #(#fields)* .finish())
-        }
-        Fields::Unnamed(unnamed) => {
-            let n = unnamed.unnamed.len() - 1;
-            let fields = (0..n).map(|i| {
-                let idx = syn::Index::from(i);
-                let value = if packed {
-                    quote!({ self.#idx })
-                } else {
-                    quote!(self.#idx)
-                };
-                if i + 1 == n {
-                    quote!(.field(&&#value))
-                } else {
-                    quote!(.field(&#value))
-                }
-            });
-            quote!(f.debug_tuple(#name) #(#fields)* .finish())
-        }
+        Fields::Named(_) => quote!(f.debug_struct(#name) #(#fields)* .finish()),
+        Fields::Unnamed(_) => quote!(f.debug_tuple(#name) #(#fields)* .finish()),
         Fields::Unit => quote!(f.write_str(#name)),
     };
     quote! {
@@ -748,15 +874,15 @@ mod tests {
         for item in [
             quote!(
                 #[derive(rkyv::Serialize, rkyv::Deserialize)]
-                struct S(u32);
+                struct S(u32, Tracker<Self>);
             ),
             quote!(
                 #[derive(::rkyv::Serialize)]
-                struct S(u32);
+                struct S(u32, Tracker<Self>);
             ),
             quote!(
                 #[cfg_attr(feature = "x", derive(rkyv::Serialize))]
-                struct S(u32);
+                struct S(u32, Tracker<Self>);
             ),
         ] {
             let out = expanded(item);
@@ -765,19 +891,19 @@ mod tests {
         for item in [
             quote!(
                 #[derive(Serialize)]
-                struct S(u32);
+                struct S(u32, Tracker<Self>);
             ),
             quote!(
                 #[derive(serde::Serialize)]
-                struct S(u32);
+                struct S(u32, Tracker<Self>);
             ),
             quote!(
                 #[derive(::serde::Deserialize)]
-                struct S(u32);
+                struct S(u32, Tracker<Self>);
             ),
             quote!(
                 #[cfg_attr(feature = "x", derive(serde::Serialize))]
-                struct S(u32);
+                struct S(u32, Tracker<Self>);
             ),
         ] {
             let out = expanded(item);
@@ -792,12 +918,12 @@ mod tests {
             quote!(
                 #[derive(Serialize)]
                 #[serde(transparent)]
-                struct S(u32);
+                struct S(u32, Tracker<Self>);
             ),
             quote! {
                 #[cfg_attr(feature = "x", derive(Serialize))]
                 #[cfg_attr(feature = "x", serde(transparent))]
-                struct S(u32);
+                struct S(u32, Tracker<Self>);
             },
         ] {
             let out = expanded(item);
@@ -806,11 +932,60 @@ mod tests {
         let out = expanded(quote!(
             #[derive(Serialize)]
             #[serde(rename = "transparent")]
-            struct S(u32);
+            struct S(u32, Tracker<Self>);
         ));
         assert!(
             out.contains("serde (transparent)"),
             "a renamed newtype still gets it: {out}"
+        );
+    }
+
+    #[test]
+    fn the_crate_override_replaces_every_path_to_leakwatch() {
+        let out = expand(
+            quote!(crate = lw),
+            quote!(
+                struct S {
+                    t: lw::Tracker<Self>,
+                }
+            ),
+        )
+        .unwrap()
+        .to_string();
+        assert!(!out.contains("leakwatch ::"), "{out}");
+        assert!(out.contains("lw :: __private :: Tracked"), "{out}");
+        let quoted = expand(
+            quote!(crate = "::lw"),
+            quote!(
+                struct S {
+                    t: lw::Tracker<Self>,
+                }
+            ),
+        )
+        .unwrap()
+        .to_string();
+        assert!(!quoted.contains("leakwatch ::"), "{quoted}");
+        assert!(quoted.contains(":: lw :: __private :: Tracked"), "{quoted}");
+    }
+
+    #[test]
+    fn self_is_spelled_out_with_static_lifetimes() {
+        let out = expanded(quote!(
+            struct Holder<'a> {
+                s: &'a str,
+                t: Tracker<Self>,
+            }
+        ));
+        assert!(out.contains("t : Tracker < Holder < 'static > >"), "{out}");
+        let out = expanded(quote!(
+            struct Cache<T> {
+                v: Vec<T>,
+                t: leakwatch::Tracker<Cache<T>>,
+            }
+        ));
+        assert!(
+            out.contains("t : leakwatch :: Tracker < Cache < T > >"),
+            "{out}"
         );
     }
 }

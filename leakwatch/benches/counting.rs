@@ -28,6 +28,7 @@ struct Untracked {
 #[leakwatch::tracked(name = "bench.Tracked")]
 struct Tracked {
     data: [u64; 8],
+    tracker: leakwatch::Tracker<Self>,
 }
 
 // `data` is only there to make the value 64 bytes.
@@ -94,7 +95,7 @@ fn hammer(v: Variant, iters: u64) {
             for _ in 0..iters {
                 black_box(Box::new(Tracked {
                     data,
-                    __tracked_Default_default: Default::default(),
+                    tracker: leakwatch::Tracker::new(),
                 }));
             }
         }

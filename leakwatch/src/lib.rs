@@ -11,10 +11,11 @@
 //! #[leakwatch::tracked(name = "presence.Watch")]
 //! struct Watch {
 //!     user: u32,
+//!     tracker: leakwatch::Tracker<Self>,
 //! }
 //!
 //! // Tracked types: every instance is counted.
-//! let w = Watch { user: 7, __tracked_Default_default: Default::default() };
+//! let w = Watch { user: 7, tracker: leakwatch::Tracker::new() };
 //! assert_eq!(leakwatch::counts::<Watch>().live, 1);
 //! drop(w);
 //! assert_eq!(leakwatch::counts::<Watch>().live, 0);
@@ -36,7 +37,7 @@
 //!
 //! # What is counted, and how
 //!
-//! * [`#[tracked]`](macro@tracked) types: a zero-sized [`Tracker`] field counts creations,
+//! * [`#[tracked]`](macro@tracked) types: a zero-sized [`Tracker<Self>`](Tracker) field counts creations,
 //!   clones and drops in per-thread counters (no lock, no shared write); [`counts`] reads them.
 //! * [`Token`] and [`named`]: count any item, or a closure, under a name while it lives.
 //! * [`Callbacks`]: a registry whose [`Subscription`]s unregister on drop; counts registrations

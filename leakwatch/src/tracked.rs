@@ -1,5 +1,5 @@
-//! Instance counting for `#[tracked]` types: one `static` [`TypeStats`] per type, bumped by a
-//! zero-sized [`Tracker`] field that the attribute injects.
+//! Instance counting for `#[tracked]` types: one `static` [`TypeStats`] per type, bumped by the
+//! zero-sized [`Tracker`] field that the user writes and the attribute finds.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -211,9 +211,10 @@ pub trait Tracked {
 /// #[leakwatch::tracked]
 /// struct Watch {
 ///     user: u32,
+///     tracker: leakwatch::Tracker<Self>,
 /// }
 ///
-/// let w = Watch { user: 1, __tracked_Default_default: Default::default() };
+/// let w = Watch { user: 1, tracker: leakwatch::Tracker::new() };
 /// assert_eq!(leakwatch::counts::<Watch>().live, 1);
 /// drop(w);
 /// assert_eq!(leakwatch::counts::<Watch>().live, 0);
@@ -222,8 +223,23 @@ pub fn counts<T: Tracked + ?Sized>() -> Counts {
     T::__leakwatch_stats().counts()
 }
 
-/// The zero-sized field `#[tracked]` injects: creating one counts an instance, dropping one
-/// counts a drop, cloning counts a new instance.
+/// The zero-sized field of a `#[tracked]` struct: creating one counts an instance, dropping
+/// one counts a drop, cloning counts a new instance.
+///
+/// Declare it as `tracker: Tracker<Self>` (any name) and set it with [`Tracker::new`] or
+/// `Default::default()`:
+///
+/// ```
+/// use leakwatch::Tracker;
+///
+/// #[leakwatch::tracked(name = "docs.Session")]
+/// struct Session(u64, Tracker<Self>);
+///
+/// let s = Session(7, Tracker::new());
+/// assert_eq!(leakwatch::counts::<Session>().live, 1);
+/// let Session(id, _) = s; // `_` does not move the tracker: `s` still holds it
+/// assert_eq!(id, 7);
+/// ```
 pub struct Tracker<T: Tracked + ?Sized> {
     _type: PhantomData<fn() -> T>,
 }

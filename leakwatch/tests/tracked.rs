@@ -4,19 +4,23 @@
 use std::collections::HashSet;
 use std::mem::size_of;
 
-use leakwatch::{counts, tracked};
+use leakwatch::{Tracker, counts, tracked};
 use serde::{Deserialize, Serialize};
 
 mod presence {
+    use leakwatch::Tracker;
+
     #[leakwatch::tracked]
     pub struct Watch {
         pub user: u32,
+        pub tracker: Tracker<Self>,
     }
 }
 
 #[tracked]
 struct Named {
     user: u32,
+    tracker: Tracker<Self>,
 }
 
 #[test]
@@ -24,11 +28,11 @@ fn named_struct_counts_created_dropped_live_peak() {
     use Named as Watch;
     let a = Watch {
         user: 1,
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     let b = Watch {
         user: 2,
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     assert_eq!(a.user + b.user, 3);
     let c = counts::<Watch>();
@@ -44,7 +48,7 @@ fn named_struct_counts_created_dropped_live_peak() {
 fn default_name_is_the_dotted_module_path() {
     let w = presence::Watch {
         user: 1,
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     assert_eq!(w.user, 1);
     let name = concat!(module_path!(), ".presence.Watch");
@@ -57,13 +61,14 @@ fn default_name_is_the_dotted_module_path() {
 #[tracked(name = "presence.Renamed")]
 struct Renamed {
     _x: u8,
+    tracker: Tracker<Self>,
 }
 
 #[test]
 fn name_override() {
     let _r = Renamed {
         _x: 0,
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     let snap = leakwatch::snapshot();
     assert!(snap.get("presence.Renamed").is_some());
@@ -71,7 +76,7 @@ fn name_override() {
 }
 
 #[tracked]
-struct Pair(u32, String);
+struct Pair(u32, String, Tracker<Self>);
 
 #[test]
 fn tuple_struct_appends_the_tracker() {
@@ -86,17 +91,18 @@ fn tuple_struct_appends_the_tracker() {
 #[derive(Clone)]
 struct Cache<T> {
     items: Vec<T>,
+    tracker: Tracker<Self>,
 }
 
 #[test]
 fn generic_struct_one_series_for_all_instantiations() {
     let a = Cache::<u8> {
         items: vec![1],
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     let b = Cache::<String> {
         items: vec![],
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     let b2 = b.clone();
     assert_eq!(a.items.len() + b2.items.len(), 1);
@@ -114,6 +120,7 @@ fn generic_struct_one_series_for_all_instantiations() {
 #[tracked]
 struct Borrowing<'a> {
     s: &'a str,
+    tracker: Tracker<Self>,
 }
 
 #[test]
@@ -121,7 +128,7 @@ fn lifetime_generic_struct() {
     let owned = String::from("hi");
     let b = Borrowing {
         s: &owned,
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     assert_eq!(b.s, "hi");
     let c = counts::<Borrowing<'static>>();
@@ -132,13 +139,14 @@ fn lifetime_generic_struct() {
 #[tracked]
 struct Holder<T: ?Sized> {
     inner: Box<T>,
+    tracker: Tracker<Self>,
 }
 
 #[test]
 fn maybe_sized_generic_compiles_and_reports_no_bytes() {
     let h: Holder<dyn Fn() -> u8> = Holder {
         inner: Box::new(|| 3),
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     assert_eq!((h.inner)(), 3);
     let c = counts::<Holder<dyn Fn() -> u8>>();
@@ -151,6 +159,7 @@ fn maybe_sized_generic_compiles_and_reports_no_bytes() {
 #[derive(Debug)]
 #[repr(C)]
 struct Message<T: ?Sized> {
+    tracker: Tracker<Self>,
     id: u32,
     body: T,
 }
@@ -161,6 +170,7 @@ struct Message<T: ?Sized> {
 #[derive(Debug)]
 #[allow(dead_code)]
 struct Frame {
+    tracker: Tracker<Self>,
     id: u32,
     data: [u8],
 }
@@ -171,7 +181,7 @@ fn debug_of_an_unsized_last_field() {
     let sized = Box::new(Message {
         id: 1,
         body: [7u8, 8, 9],
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     });
     let raw = std::ptr::slice_from_raw_parts_mut(Box::into_raw(sized).cast::<u8>(), 3);
     // SAFETY: with `repr(C)` a `Message<[u8]>` of length 3 has the layout of the
@@ -184,7 +194,7 @@ fn debug_of_an_unsized_last_field() {
     let n = Message {
         id: 2,
         body: "sized too",
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     assert_eq!(format!("{n:?}"), "Message { id: 2, body: \"sized too\" }");
 }
@@ -196,12 +206,13 @@ fn debug_of_an_unsized_last_field() {
 struct Packed {
     tag: u8,
     len: u32,
+    tracker: Tracker<Self>,
 }
 
 #[tracked]
 #[derive(Debug)]
 #[repr(C, packed(2))]
-struct PackedTuple(u8, u64);
+struct PackedTuple(u8, u64, Tracker<Self>);
 
 #[test]
 fn packed_structs_are_counted_and_print() {
@@ -230,13 +241,14 @@ fn packed_structs_are_counted_and_print() {
 #[derive(Clone)]
 struct Cloned {
     v: Vec<u8>,
+    tracker: Tracker<Self>,
 }
 
 #[test]
 fn clones_are_new_instances() {
     let a = Cloned {
         v: vec![1],
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     let b = a.clone();
     let mut c = b.clone();
@@ -254,6 +266,7 @@ fn clones_are_new_instances() {
 #[tracked]
 struct CrossThread {
     _id: u64,
+    tracker: Tracker<Self>,
 }
 
 #[test]
@@ -261,7 +274,7 @@ fn created_here_dropped_on_another_thread() {
     let v: Vec<CrossThread> = (0..3)
         .map(|i| CrossThread {
             _id: i,
-            __tracked_Default_default: Default::default(),
+            tracker: Tracker::new(),
         })
         .collect();
     assert_eq!(counts::<CrossThread>().live, 3);
@@ -276,6 +289,7 @@ fn many_threads_create_and_drop_concurrently() {
     #[tracked]
     struct Hammered {
         _x: u8,
+        tracker: Tracker<Self>,
     }
     let handles: Vec<_> = (0..4)
         .map(|_| {
@@ -284,7 +298,7 @@ fn many_threads_create_and_drop_concurrently() {
                 for i in 0..10_000 {
                     keep.push(Hammered {
                         _x: 0,
-                        __tracked_Default_default: Default::default(),
+                        tracker: Tracker::new(),
                     });
                     if i % 2 == 0 {
                         keep.pop();
@@ -307,6 +321,7 @@ fn many_threads_create_and_drop_concurrently() {
 struct Everything {
     id: u32,
     name: String,
+    tracker: Tracker<Self>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -319,7 +334,7 @@ fn everything(id: u32, name: &str) -> Everything {
     Everything {
         id,
         name: name.into(),
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     }
 }
 
@@ -365,11 +380,12 @@ fn serde_round_trip_skips_the_tracker_and_counts_deserialised_values() {
     struct Wire {
         id: u32,
         tags: Vec<String>,
+        tracker: Tracker<Self>,
     }
     let w = Wire {
         id: 3,
         tags: vec!["x".into()],
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     let json = serde_json::to_string(&w).unwrap();
     assert_eq!(json, r#"{"id":3,"tags":["x"]}"#);
@@ -384,7 +400,7 @@ fn serde_round_trip_skips_the_tracker_and_counts_deserialised_values() {
 fn serde_newtype_keeps_its_format() {
     #[tracked]
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct UserId(u64);
+    struct UserId(u64, Tracker<Self>);
     let id = UserId(42, Default::default());
     assert_eq!(serde_json::to_string(&id).unwrap(), "42");
     assert_eq!(serde_json::from_str::<UserId>("42").unwrap(), id);
@@ -394,7 +410,7 @@ fn serde_newtype_keeps_its_format() {
     #[tracked]
     #[cfg_attr(all(), derive(Debug, PartialEq, Serialize, Deserialize))]
     #[cfg_attr(all(), serde(transparent))]
-    struct Cents(u64);
+    struct Cents(u64, Tracker<Self>);
     let c = Cents(5, Default::default());
     assert_eq!(serde_json::to_string(&c).unwrap(), "5");
     assert_eq!(serde_json::from_str::<Cents>("5").unwrap(), c);
@@ -408,6 +424,7 @@ fn size_is_unchanged() {
         a: u8,
         b: u64,
         c: u16,
+        tracker: Tracker<Self>,
     }
     #[allow(dead_code)]
     struct P1 {
@@ -418,7 +435,7 @@ fn size_is_unchanged() {
     #[tracked]
     #[allow(dead_code)]
     #[repr(C)]
-    struct T2(u8, u32);
+    struct T2(u8, u32, Tracker<Self>);
     #[allow(dead_code)]
     #[repr(C)]
     struct P2(u8, u32);
@@ -434,11 +451,12 @@ fn live_bytes_is_size_times_live() {
     #[tracked]
     struct Sized100 {
         _buf: [u8; 100],
+        tracker: Tracker<Self>,
     }
     let v: Vec<Sized100> = (0..5)
         .map(|_| Sized100 {
             _buf: [0; 100],
-            __tracked_Default_default: Default::default(),
+            tracker: Tracker::new(),
         })
         .collect();
     assert_eq!(counts::<Sized100>().live_bytes, Some(500));
@@ -453,6 +471,7 @@ fn user_drop_and_moves_compose() {
     #[tracked]
     struct WithDrop {
         v: Vec<u8>,
+        tracker: Tracker<Self>,
     }
     impl Drop for WithDrop {
         fn drop(&mut self) {
@@ -461,12 +480,13 @@ fn user_drop_and_moves_compose() {
     }
     #[tracked]
     struct Movable {
+        tracker: Tracker<Self>,
         v: Vec<u8>,
         s: String,
     }
     let w = WithDrop {
         v: vec![1],
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     assert_eq!(w.v, [1]);
     drop(w);
@@ -476,7 +496,7 @@ fn user_drop_and_moves_compose() {
     let m = Movable {
         v: vec![2],
         s: "s".into(),
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     fn split(m: Movable) -> (Vec<u8>, String) {
         // The tracker stays in `m` and is dropped when `m` goes out of scope, here.
@@ -493,10 +513,11 @@ fn appears_in_the_global_snapshot() {
     #[tracked(name = "tests.Snapshotted")]
     struct Snapshotted {
         _x: [u8; 16],
+        tracker: Tracker<Self>,
     }
     let keep = Snapshotted {
         _x: [0; 16],
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     };
     let snap = leakwatch::snapshot();
     let s = snap.get("tests.Snapshotted").unwrap();
@@ -510,7 +531,7 @@ fn appears_in_the_global_snapshot() {
 mod shapes {
     use std::fmt::Debug;
 
-    use leakwatch::{counts, tracked};
+    use leakwatch::{Tracker, counts, tracked};
 
     #[tracked]
     #[derive(Debug, Clone)]
@@ -519,11 +540,15 @@ mod shapes {
         T: Clone + Debug,
     {
         pub items: [T; N],
+        pub tracker: Tracker<Self>,
     }
 
     #[tracked]
     #[derive(Debug)]
-    pub(crate) struct Borrowed<'a, 'b: 'a, T: Debug + ?Sized + 'b>(pub(crate) &'a &'b T);
+    pub(crate) struct Borrowed<'a, 'b: 'a, T: Debug + ?Sized + 'b>(
+        pub(crate) &'a &'b T,
+        Tracker<Self>,
+    );
 
     #[tracked]
     #[derive(Debug, Default)]
@@ -531,18 +556,19 @@ mod shapes {
     pub struct STATS {
         pub f: u32,
         pub NAME: u8,
+        pub tracker: Tracker<Self>,
     }
 
     #[tracked]
     #[derive(Debug)]
     #[allow(non_camel_case_types)]
-    pub struct NAME(pub u8);
+    pub struct NAME(pub u8, Tracker<Self>);
 
     #[test]
     fn generic_shapes_compile_and_count() {
         let w = WithWhere::<u8, 3> {
             items: [1, 2, 3],
-            __tracked_Default_default: Default::default(),
+            tracker: Tracker::new(),
         };
         let w2 = w.clone();
         assert_eq!(format!("{w2:?}"), "WithWhere { items: [1, 2, 3] }");
@@ -571,6 +597,7 @@ mod shapes {
 #[derive(Debug)]
 struct OnlyBorrows<'a> {
     text: &'a str,
+    tracker: Tracker<Self>,
 }
 
 #[test]
@@ -580,7 +607,7 @@ fn borrowing_structs_keep_plain_borrow_rules() {
     let text = String::from("hello");
     held.push(OnlyBorrows {
         text: &text,
-        __tracked_Default_default: Default::default(),
+        tracker: Tracker::new(),
     });
     assert_eq!(held[0].text, "hello");
     assert_eq!(leakwatch::counts::<OnlyBorrows<'_>>().live, 1);
@@ -590,10 +617,10 @@ fn borrowing_structs_keep_plain_borrow_rules() {
 /// different fn bodies of a module): the snapshot shows one series holding both, so a leak in
 /// either is neither lost by `get` nor by `diff`.
 #[leakwatch::tracked(name = "tests.shared_name")]
-struct SharedA(u8);
+struct SharedA(u8, Tracker<Self>);
 
 #[leakwatch::tracked(name = "tests.shared_name")]
-struct SharedB(u8);
+struct SharedB(u8, Tracker<Self>);
 
 #[test]
 fn same_named_types_are_summed_in_snapshots() {
@@ -622,4 +649,48 @@ fn same_named_types_are_summed_in_snapshots() {
         "{grown:?}"
     );
     drop((a, b));
+}
+
+/// The tracker is an ordinary field: any name, the struct spelled out instead of `Self`, set
+/// with `Default::default()` or `Tracker::new()`, and patterns may name it or skip it.
+#[leakwatch::tracked(name = "tests.Spelled")]
+#[derive(Debug, Clone)]
+struct Spelled {
+    counted_by: leakwatch::Tracker<Spelled>,
+    id: u32,
+    label: String,
+}
+
+#[test]
+fn the_tracker_field_is_named_by_the_user_and_patterns_work() {
+    let a = Spelled {
+        counted_by: Default::default(),
+        id: 1,
+        label: "a".into(),
+    };
+    let b = Spelled {
+        counted_by: Tracker::new(),
+        ..a.clone()
+    };
+    assert_eq!(format!("{b:?}"), r#"Spelled { id: 1, label: "a" }"#);
+    // `..a.clone()` takes the clone's other fields; its own tracker is dropped at once.
+    let c = counts::<Spelled>();
+    assert_eq!((c.created, c.live), (3, 2));
+    // Moving fields out with `..` leaves the tracker in `a`, dropped when `a` goes out of
+    // scope: here, at the end of `into_parts`.
+    fn into_parts(s: Spelled) -> (u32, String) {
+        let Spelled { id, label, .. } = s;
+        (id, label)
+    }
+    let (id, label) = into_parts(a);
+    assert_eq!((id, label.as_str()), (1, "a"));
+    assert_eq!(counts::<Spelled>().live, 1);
+    // Naming the tracker moves it out: the instance stays counted until the tracker drops.
+    let Spelled {
+        counted_by, label, ..
+    } = b;
+    assert_eq!(label, "a");
+    assert_eq!(counts::<Spelled>().live, 1, "the tracker moved out of b");
+    drop(counted_by);
+    assert_eq!(counts::<Spelled>().live, 0);
 }

@@ -3,6 +3,7 @@
 struct Point {
     x: i32,
     y: i32,
+    tracker: leakwatch::Tracker<Self>,
 }
 
 fn main() {}

@@ -1,8 +1,9 @@
-// Derives written above #[tracked] see the struct before the field is added.
-#[derive(Clone, Default)]
+// Derives written above #[tracked] expand before it: serde's cannot be told to skip the tracker.
+#[derive(serde::Serialize)]
 #[leakwatch::tracked]
 struct Watch {
     user: u32,
+    tracker: leakwatch::Tracker<Self>,
 }
 
 fn main() {}

@@ -3,6 +3,7 @@ struct Watch {
     user: u32,
 }
 
-fn main() {
-    let _w = Watch { user: 1 };
-}
+#[leakwatch::tracked]
+struct Id(u64);
+
+fn main() {}

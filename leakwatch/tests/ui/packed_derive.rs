@@ -4,6 +4,7 @@
 struct Header {
     tag: u8,
     len: u32,
+    tracker: leakwatch::Tracker<Self>,
 }
 
 fn main() {}
