@@ -34,4 +34,5 @@ pub mod presence;
 pub mod raw;
 pub mod request;
 pub mod server;
+pub mod simulate;
 pub mod stream;
