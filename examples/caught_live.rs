@@ -9,11 +9,13 @@
 //! diverging from the open streams and growing), or `cargo run --example caught_live -- --fixed`
 //! (the callback is registered through the stream's `Scope`, so the late registration is
 //! refused and reported the moment it happens). Simulated time runs 100× faster than real time:
-//! each 10 ms tick counts as one second. `-- --record demo.jsonl` also writes the recording, for
+//! each 10 ms tick counts as one second, and the simulation steps in lockstep with the
+//! watchdog's ticks (one simulated second after each tick), so the output is the same on
+//! every run. `-- --record demo.jsonl` also writes the recording, for
 //! `leakwatch analyze demo.jsonl` and `leakwatch plot demo.jsonl -o demo.svg`.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use leakwatch::{
     Alert, AlertState, Callbacks, Connections, DivergenceRule, Scope, Subscription, Watchdog,
@@ -54,7 +56,6 @@ fn main() {
 
     let streams = Connections::new("http.streams");
     let presence = Callbacks::<Presence>::new("presence.callbacks");
-    let started = Instant::now();
     let mut builder = Watchdog::builder();
     if let Some(path) = &record {
         builder = builder.record(path);
@@ -71,12 +72,7 @@ fn main() {
                 AlertState::Firing => "ALERT",
                 AlertState::Resolved => "resolved",
             };
-            println!(
-                "[{:>5.1}s real, t={:>5.0}s] {state}: {}",
-                started.elapsed().as_secs_f64(),
-                a.at,
-                a
-            );
+            println!("[t={:>5.0}s] {state}: {}", a.at, a);
         })
         .start()
         .expect("valid watchdog rules");
@@ -149,7 +145,11 @@ fn main() {
         presence.emit(&Presence {
             _user: rand(10_000) as u32,
         });
-        std::thread::sleep(Duration::from_millis(10));
+        // Lockstep: the next simulated second starts only after the watchdog sampled this one.
+        let seen = watchdog.ticks();
+        while watchdog.ticks() == seen {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         if second % 150 == 149 {
             let snap = leakwatch::snapshot();
             println!(
