@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the real StatsD -> carbon -> whisper -> graphite-web pipeline test
-# (leakwatch/tests/graphite_pipeline.rs) and scripts/graphite-stack.sh need. Idempotent: a second run
+# (leakwatch-cli/tests/graphite_pipeline.rs) and scripts/graphite-stack.sh need. Idempotent: a second run
 # does nothing but check. Needs root (or sudo) for apt, node 20 + npm for the statsd daemon.
 #
 #   scripts/install-test-deps.sh            # apt: graphite-carbon graphite-web; npm: statsd@0.9.0

@@ -56,10 +56,10 @@
 //!
 //! A [`Watchdog`] samples every series on its own thread, runs the detectors of
 //! [`detect`] (growth, divergence, ceiling) and turns findings and scope findings into
-//! [`Alert`]s for hooks (log, [webhook](watchdog::WebhookHook), StatsD, closures). It can write
-//! a [`recording`] that the `leakwatch` command-line tool analyses and plots offline.
-//! The [`statsd`] exporter sends every series to StatsD so the counts reach Graphite, and
-//! [`graphite`] reads a fleet's history back for `leakwatch analyze --graphite`.
+//! [`Alert`]s for hooks (log, webhook with the `webhook` feature, StatsD, closures). It can
+//! write a [`recording`] that the `leakwatch` command-line tool (crate `leakwatch-cli`)
+//! analyses and plots offline, from a Graphite history too.
+//! The [`statsd`] exporter sends every series to StatsD so the counts reach Graphite.
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
@@ -70,8 +70,6 @@ mod counter;
 mod event;
 pub mod facade;
 mod gauge;
-#[cfg(feature = "graphite")]
-pub mod graphite;
 pub mod memory;
 pub mod process;
 pub mod recording;

@@ -37,6 +37,7 @@ mod alert;
 mod cpu;
 mod history;
 mod hooks;
+#[cfg(feature = "webhook")]
 mod webhook;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -54,8 +55,9 @@ use leakwatch_detect::{
 use parking_lot::Mutex;
 
 pub use alert::{Alert, AlertRule, AlertState};
-pub use hooks::{AlertHook, LogHook};
 pub use history::Samples;
+pub use hooks::{AlertHook, LogHook};
+#[cfg(feature = "webhook")]
 pub use webhook::WebhookHook;
 
 use crate::recording::{Header, RecordingWriter, Rotation};
@@ -131,13 +133,19 @@ type SampleConsumer = Box<dyn FnMut(&Snapshot) + Send>;
 /// only known for sure in `start`: `.webhook(url).registry(&reg)` must count in `reg`.
 enum PendingHook {
     Ready(Box<dyn AlertHook>),
+    #[cfg(feature = "webhook")]
     Webhook(WebhookHook),
 }
 
 impl PendingHook {
+    #[cfg_attr(
+        not(feature = "webhook"),
+        expect(unused_variables, reason = "only webhooks count in the registry")
+    )]
     fn bind(self, registry: &Registry) -> Box<dyn AlertHook> {
         match self {
             PendingHook::Ready(hook) => hook,
+            #[cfg(feature = "webhook")]
             PendingHook::Webhook(mut hook) => {
                 hook.count_failures_in(registry);
                 Box::new(hook)
@@ -254,12 +262,16 @@ impl WatchdogBuilder {
     }
 
     /// POSTs alerts as JSON to `url` ([`WebhookHook`] with default timeout and retries).
+    /// Needs the `webhook` feature.
+    #[cfg(feature = "webhook")]
     pub fn webhook(self, url: impl Into<String>) -> Self {
         self.webhook_hook(WebhookHook::new(url))
     }
 
     /// Adds a configured [`WebhookHook`]; its failures are counted in the watched registry
-    /// (the one set by [`registry`](Self::registry), before or after this call).
+    /// (the one set by [`registry`](Self::registry), before or after this call). Needs the
+    /// `webhook` feature.
+    #[cfg(feature = "webhook")]
     pub fn webhook_hook(mut self, hook: WebhookHook) -> Self {
         self.hooks.push(PendingHook::Webhook(hook));
         self

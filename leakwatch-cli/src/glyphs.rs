@@ -7,10 +7,6 @@
 //! text. `font8x8` (public-domain glyphs, no dependencies) plus `png` build in about two
 //! seconds and give crisp, readable axes anywhere.
 
-use std::fs::File;
-use std::io::BufWriter;
-use std::path::Path;
-
 use plotters::backend::{BitMapBackend, DrawingBackend};
 use plotters_backend::text_anchor::{HPos, VPos};
 use plotters_backend::{
@@ -165,15 +161,16 @@ impl<'a> DrawingBackend for GlyphBackend<'a> {
     }
 }
 
-/// Writes an RGB buffer as an 8-bit RGB PNG.
-pub fn write_png(path: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), String> {
-    let file = File::create(path).map_err(|e| e.to_string())?;
-    let mut encoder = png::Encoder::new(BufWriter::new(file), w, h);
+/// Encodes an RGB buffer as an 8-bit RGB PNG file's bytes.
+pub fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, w, h);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
     writer.write_image_data(rgb).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! End-to-end tests of the `leakwatch` binary: recordings are written with the library's
 //! `RecordingWriter` (2 h of 1 s samples, ~0.5 MB each) and the built binary is run on them.
-#![cfg(feature = "cli")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -386,8 +385,10 @@ fn plot_writes_svg_and_png() {
     // IHDR: width and height as asked.
     assert_eq!(&bytes[16..24], &[0, 0, 3, 132, 0, 0, 2, 188]);
 
+    // A file name the tool cannot write is a usage error (exit status 2, as README says),
+    // refused before the input is read.
     let out = leakwatch(&["plot", arg(&rec), "-o", arg(&d.join("x.gif"))]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains(".svg or .png"));
 }
 

@@ -11,16 +11,10 @@
 //! error (unreadable or malformed input, bad rule, unwritable output), 2 on a usage error,
 //! 3 when `analyze --fail-on-findings` found something.
 
-mod analyze;
-mod glyphs;
-mod plot;
-mod report;
-mod source;
-
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use leakwatch_cli::{analyze, plot};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -47,49 +41,6 @@ enum Command {
     Plot(plot::Args),
 }
 
-/// Everything that can make the tool fail. Each message names the file (and line) at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// A recording could not be read or has a bad line (the message names `file:line`).
-    #[error(transparent)]
-    Recording(#[from] leakwatch::recording::RecordingError),
-    /// The rules built from the options are invalid.
-    #[error("invalid rule: {0}")]
-    Rule(#[from] leakwatch_detect::ConfigError),
-    /// An option value could not be used.
-    #[error("invalid {option} {value:?}: {reason}")]
-    BadOption {
-        /// The option, e.g. `--pair`.
-        option: &'static str,
-        /// The value given.
-        value: String,
-        /// What is wrong and what would work.
-        reason: String,
-    },
-    /// The input held nothing to work on.
-    #[error("{0}")]
-    NoData(String),
-    /// Graphite could not be read.
-    #[error("graphite: {0}")]
-    Graphite(String),
-    /// The output file could not be written.
-    #[error("cannot write {path}: {reason}")]
-    Output {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        reason: String,
-    },
-    /// Drawing the chart failed.
-    #[error("cannot draw {path}: {reason}")]
-    Plot {
-        /// The output file.
-        path: PathBuf,
-        /// The cause.
-        reason: String,
-    },
-}
-
 /// Exit status when `--fail-on-findings` is given and something was found.
 const EXIT_FINDINGS: u8 = 3;
 
@@ -104,7 +55,7 @@ fn main() -> ExitCode {
         Ok(false) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("leakwatch: error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

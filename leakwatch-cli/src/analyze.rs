@@ -1,7 +1,37 @@
-//! `leakwatch analyze`: replay the input through one detector [`Engine`] and report.
+//! `leakwatch analyze`: replay samples through one detector [`Engine`] and report.
 //!
 //! The engine is clock-free, so replaying a recording gives the findings the live watchdog
 //! would have raised at the same instants.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use leakwatch::recording::Record;
+//! use leakwatch_cli::analyze::{RuleArgs, analyze};
+//! use leakwatch_cli::source::{Meta, Source};
+//!
+//! // Callbacks that should follow the streams, but run 30 ahead from t = 100 s.
+//! let ticks = (1..=600u32).map(|s| {
+//!     let extra = if s > 100 { 30.0 } else { 0.0 };
+//!     Record::Tick {
+//!         t: f64::from(s),
+//!         values: BTreeMap::from([
+//!             ("live.http.streams".to_string(), 400.0),
+//!             ("live.presence.callbacks".to_string(), 400.0 + extra),
+//!         ]),
+//!     }
+//! });
+//! let rules = RuleArgs {
+//!     pairs: vec!["live.presence.callbacks=live.http.streams".parse()?],
+//!     ..RuleArgs::default()
+//! }
+//! .rule_set(false)?;
+//! let mut source = Source::from_records(Meta::new("in memory"), ticks.collect());
+//! let analysis = analyze(&mut source, rules)?;
+//! assert_eq!(analysis.episodes.len(), 1);
+//! let found = &analysis.episodes[0].firing;
+//! assert_eq!((found.rule.as_str(), found.series.as_str()), ("divergence", "live.presence.callbacks"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -11,15 +41,17 @@ use leakwatch_detect::{
 };
 use serde_json::Value;
 
-use crate::CliError;
+use crate::Error;
 use crate::report;
 use crate::source::{InputArgs, Source};
 
 /// Options of `leakwatch analyze`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Where to read samples from.
     #[command(flatten)]
     pub input: InputArgs,
+    /// Rules added to (or replacing) the watchdog's defaults.
     #[command(flatten)]
     pub rules: RuleArgs,
     /// Print exactly one JSON object `{"findings": [...]}` on stdout instead of the report.
@@ -51,22 +83,56 @@ pub struct RuleArgs {
     pub watch: Vec<String>,
 }
 
-/// A `--pair A=B*K+C` option.
+/// A `--pair A=B*K+C` option: series `a` should stay near `ratio × b + offset`. Parses
+/// from its command-line form (`"a=b*2+1".parse()`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair {
-    a: String,
-    b: String,
-    ratio: f64,
-    offset: f64,
+    /// The series judged.
+    pub a: String,
+    /// The series it should follow.
+    pub b: String,
+    /// Expected `a` per unit of `b`.
+    pub ratio: f64,
+    /// Expected `a` when `b` is zero.
+    pub offset: f64,
 }
 
-/// A `--ceiling SERIES=MAX[/PER]` option.
+impl std::str::FromStr for Pair {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Pair, Error> {
+        parse_pair(s).map_err(|reason| Error::BadOption {
+            option: "--pair",
+            value: s.to_owned(),
+            reason,
+        })
+    }
+}
+
+/// A `--ceiling SERIES=MAX[/PER]` option: at most `max` of `series` (per unit of `per`).
+/// Parses from its command-line form (`"live.cb=3/live.http.streams".parse()`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ceiling {
-    spec: String,
-    series: String,
-    max: f64,
-    per: Option<String>,
+    /// The option as written; the rule's name is `ceiling:<spec>`.
+    pub spec: String,
+    /// Series pattern (`*` wildcards allowed).
+    pub series: String,
+    /// The limit.
+    pub max: f64,
+    /// The series the limit is per unit of, if any.
+    pub per: Option<String>,
+}
+
+impl std::str::FromStr for Ceiling {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Ceiling, Error> {
+        parse_ceiling(s).map_err(|reason| Error::BadOption {
+            option: "--ceiling",
+            value: s.to_owned(),
+            reason,
+        })
+    }
 }
 
 fn parse_number(s: &str) -> Option<f64> {
@@ -128,7 +194,7 @@ impl RuleArgs {
     /// `graphite`: series names carry a path before the leakwatch name
     /// (`stats.gauges.app.web1.leakwatch.live.x`), so every growth pattern is also tried
     /// after any dotted prefix.
-    pub fn rule_set(&self, graphite: bool) -> Result<RuleSet, CliError> {
+    pub fn rule_set(&self, graphite: bool) -> Result<RuleSet, Error> {
         // The same starting point as the live watchdog, so replay and live agree.
         let mut rules = leakwatch::watchdog::default_rules();
         if !self.watch.is_empty() {
@@ -215,8 +281,9 @@ impl Analysis {
     }
 }
 
-/// Feeds every tick of `source` through one engine running `rules`.
-pub fn analyze(source: &mut Source, rules: RuleSet) -> Result<Analysis, CliError> {
+/// Feeds every tick of `source` through one engine running `rules` and collects what it
+/// found, in detection order, with the alerts written in the input.
+pub fn analyze(source: &mut Source, rules: RuleSet) -> Result<Analysis, Error> {
     let mut engine = Engine::new(rules)?;
     let mut names: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::new();
@@ -272,14 +339,14 @@ pub fn analyze(source: &mut Source, rules: RuleSet) -> Result<Analysis, CliError
     Ok(analysis)
 }
 
-/// Runs `leakwatch analyze`; returns whether the exit status should say "found" (only with
-/// `--fail-on-findings`).
-pub fn run(args: &Args, quiet: bool) -> Result<bool, CliError> {
+/// Runs `leakwatch analyze`: reads the input, prints the report on standard output, and
+/// returns whether the exit status should say "found" (only with `--fail-on-findings`).
+pub fn run(args: &Args, quiet: bool) -> Result<bool, Error> {
     let mut source = Source::open(&args.input, quiet)?;
     let rules = args.rules.rule_set(source.meta.graphite)?;
     let analysis = analyze(&mut source, rules.clone())?;
     if analysis.ticks == 0 {
-        return Err(CliError::NoData(format!(
+        return Err(Error::NoData(format!(
             "{} has no samples (only a header{})",
             source.meta.label,
             if analysis.alerts.is_empty() {
@@ -299,7 +366,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<bool, CliError> {
         // `leakwatch analyze rec | head` closing the pipe early is not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
         Err(e) => {
-            return Err(CliError::Output {
+            return Err(Error::Output {
                 path: "standard output".into(),
                 reason: e.to_string(),
             });

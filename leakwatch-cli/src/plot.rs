@@ -5,11 +5,42 @@
 //! `count.http.status.*`, ...). Counters (`created.*`, `delivered.*`, `count.*`, ...) are
 //! drawn as per-second rates, because a cumulative total always rises and hides the shape
 //! that matters (a peak in delivery volume). Every series is downsampled while reading into
-//! at most [`MAX_BUCKETS`] buckets (min and max kept for levels, the mean for rates), so
-//! memory stays bounded whatever the recording's length and spikes stay visible.
+//! at most 1024 buckets (min and max kept for levels, the mean for rates), so memory stays
+//! bounded whatever the recording's length and spikes stay visible.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use leakwatch::recording::Record;
+//! use leakwatch_cli::plot::{self, PlotOptions};
+//! use leakwatch_cli::source::{Meta, Source};
+//!
+//! let mut records: Vec<Record> = (0..600u32)
+//!     .map(|s| Record::Tick {
+//!         t: f64::from(s),
+//!         values: BTreeMap::from([
+//!             ("live.http.streams".to_string(), 100.0),
+//!             ("live.presence.callbacks".to_string(), 100.0 + f64::from(s / 60)),
+//!             ("count.http.status.409".to_string(), f64::from(s / 3)),
+//!         ]),
+//!     })
+//!     .collect();
+//! // An alert as the watchdog records it: a red line at t = 300 s.
+//! let alert = serde_json::json!({"rule": "growth", "series": "live.presence.callbacks", "state": "firing"});
+//! records.push(Record::Alert { t: 300.0, alert });
+//!
+//! let meta = Meta::new("demo").started_at_ms(1_764_000_000_000);
+//! let options = PlotOptions { width: 800, ..PlotOptions::default() };
+//! let chart = plot::chart(&mut Source::from_records(meta, records), &options)?;
+//! assert_eq!((chart.panels(), chart.series(), chart.markers()), (2, 3, 1));
+//! let path = std::env::temp_dir().join(format!("leakwatch-doc-{}.svg", std::process::id()));
+//! plot::write_file(&chart, &path)?;
+//! assert!(std::fs::read_to_string(&path)?.contains("count.http.status.* (per second)"));
+//! # std::fs::remove_file(&path)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use leakwatch::recording::Record;
 use leakwatch_detect::{Engine, FindingState, Selector};
@@ -20,40 +51,63 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::Value;
 
-use crate::CliError;
+use crate::Error;
 use crate::analyze::RuleArgs;
-use crate::glyphs::{GlyphBackend, write_png};
+use crate::glyphs::{GlyphBackend, encode_png};
 use crate::report;
-use crate::source::{InputArgs, Source};
+use crate::source::{InputArgs, Meta, Source};
 
 /// Options of `leakwatch plot`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Where to read samples from.
     #[command(flatten)]
     pub input: InputArgs,
     /// Output file; the format follows the extension: `.svg` or `.png`.
     #[arg(short, long, value_name = "FILE.svg|FILE.png")]
     pub output: PathBuf,
+    /// What to draw.
+    #[command(flatten)]
+    pub options: PlotOptions,
+}
+
+/// What to draw and how big; [`Default`] gives the command's defaults.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PlotOptions {
     /// Series to draw (`*` matches anything, dots included). Repeatable. Default: `live.*`,
     /// `memory.resident_bytes`, `memory.heap_bytes`, `delivered.*`, `count.*`, or every
     /// series when none of those exist.
     #[arg(long = "series", value_name = "PATTERN")]
     pub series: Vec<String>,
-    /// Image width, pixels.
+    /// Image width, pixels (300 to 10,000).
     #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(300..=10_000))]
     pub width: u32,
-    /// Image height, pixels (default: 52 + 260 per panel).
+    /// Image height, pixels (150 to 20,000; default: 52 + 260 per panel).
     #[arg(long, value_parser = clap::value_parser!(u32).range(150..=20_000))]
     pub height: Option<u32>,
     /// Also run the detectors (with the rule options below, as `analyze` does) and mark their
     /// findings.
     #[arg(long)]
     pub analyze: bool,
+    /// Rules for `--analyze`.
     #[command(flatten)]
     pub rules: RuleArgs,
     /// Chart title (default: the input's name and time range).
     #[arg(long)]
     pub title: Option<String>,
+}
+
+impl Default for PlotOptions {
+    fn default() -> Self {
+        PlotOptions {
+            series: Vec::new(),
+            width: 1200,
+            height: None,
+            analyze: false,
+            rules: RuleArgs::default(),
+            title: None,
+        }
+    }
 }
 
 /// Series drawn when no `--series` is given: the seed story's graphs.
@@ -308,86 +362,190 @@ struct Panel {
     y: (f64, f64),
 }
 
+/// A chart ready to render: panels of downsampled series, alert and finding markers, the
+/// time range and the image size. Built by [`chart`]; holds at most 1024 buckets per series
+/// whatever the input's length.
 #[derive(Debug)]
-struct Chart {
+pub struct Chart {
     title: String,
     panels: Vec<Panel>,
     markers: Vec<Marker>,
     t: (f64, f64),
     /// Unix seconds of t = 0, for wall-clock axis labels.
     origin: Option<f64>,
+    size: (u32, u32),
 }
 
-/// Runs `leakwatch plot`.
-pub fn run(args: &Args, quiet: bool) -> Result<(), CliError> {
-    let format = match args
-        .output
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("svg") => Format::Svg,
-        Some("png") => Format::Png,
-        _ => {
-            return Err(CliError::BadOption {
+/// The image formats [`write_file`] writes, chosen by file extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Scalable vector graphics (`.svg`).
+    Svg,
+    /// Portable network graphics (`.png`).
+    Png,
+}
+
+impl Format {
+    /// The format named by `path`'s extension (`.svg` or `.png`, any case); any other is a
+    /// usage error naming the option `--output`.
+    pub fn from_path(path: &Path) -> Result<Format, Error> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("svg") => Ok(Format::Svg),
+            Some("png") => Ok(Format::Png),
+            _ => Err(Error::BadOption {
                 option: "--output",
-                value: args.output.display().to_string(),
+                value: path.display().to_string(),
                 reason: "the file name must end in .svg or .png".into(),
-            });
-        }
-    };
-    let mut source = Source::open(&args.input, quiet)?;
-    let chart = collect(&mut source, args)?;
-    let width = args.width;
-    let height = args
-        .height
-        .unwrap_or(52 + 260 * chart.panels.len() as u32)
-        .min(20_000);
-    let drawn = |e: String| CliError::Plot {
-        path: args.output.clone(),
-        reason: e,
-    };
-    let written = |e: String| CliError::Output {
-        path: args.output.clone(),
-        reason: e,
-    };
-    match format {
-        Format::Svg => {
-            let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
-                draw(root, &chart).map_err(drawn)?;
-            }
-            std::fs::write(&args.output, svg).map_err(|e| written(e.to_string()))?;
-        }
-        Format::Png => {
-            let mut rgb = vec![255u8; width as usize * height as usize * 3];
-            {
-                let root = GlyphBackend::new(&mut rgb, (width, height)).into_drawing_area();
-                draw(root, &chart).map_err(drawn)?;
-            }
-            write_png(&args.output, &rgb, (width, height)).map_err(written)?;
+            }),
         }
     }
+}
+
+/// Runs `leakwatch plot`: reads the input, draws the chart and writes it to `args.output`,
+/// then (unless `quiet`) says on stderr what was written.
+pub fn run(args: &Args, quiet: bool) -> Result<(), Error> {
+    // Refuse a bad file name before reading a large input.
+    Format::from_path(&args.output)?;
+    let mut source = Source::open(&args.input, quiet)?;
+    let chart = chart(&mut source, &args.options)?;
+    write_file(&chart, &args.output)?;
     if !quiet {
-        let lines: usize = chart.panels.iter().map(|p| p.lines.len()).sum();
+        let (width, height) = chart.size;
         eprintln!(
-            "leakwatch: wrote {} ({width}x{height}): {} panel(s), {lines} series, {} marker(s)",
+            "leakwatch: wrote {} ({width}x{height}): {} panel(s), {} series, {} marker(s)",
             args.output.display(),
-            chart.panels.len(),
-            chart.markers.len()
+            chart.panels(),
+            chart.series(),
+            chart.markers()
         );
     }
     Ok(())
 }
 
-enum Format {
-    Svg,
-    Png,
+/// Renders `chart` into `path` as SVG or PNG, by the file's extension ([`Format::from_path`]).
+///
+/// The image is written to a temporary file beside `path` and renamed over it once complete,
+/// so a failed write (a full disk) never leaves a truncated image where a good one was.
+pub fn write_file(chart: &Chart, path: &Path) -> Result<(), Error> {
+    let bytes = match Format::from_path(path)? {
+        Format::Svg => chart.svg()?.into_bytes(),
+        Format::Png => chart.png()?,
+    };
+    write_aside(path, &bytes).map_err(|e| Error::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
-fn collect(source: &mut Source, args: &Args) -> Result<Chart, CliError> {
+/// Writes `bytes` to a hidden temporary file in `path`'s directory, then renames it to
+/// `path` (atomic on one file system); the temporary file is removed on failure.
+fn write_aside(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl Chart {
+    /// Image size in pixels, `(width, height)`.
+    pub fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    /// Panels drawn.
+    pub fn panels(&self) -> usize {
+        self.panels.len()
+    }
+
+    /// Series drawn, all panels together (at most 12 per panel).
+    pub fn series(&self) -> usize {
+        self.panels.iter().map(|p| p.lines.len()).sum()
+    }
+
+    /// Alert and finding markers drawn.
+    pub fn markers(&self) -> usize {
+        self.markers.len()
+    }
+
+    /// The chart as an SVG document.
+    pub fn svg(&self) -> Result<String, Error> {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, self.size).into_drawing_area();
+            draw(root, self).map_err(|reason| Error::Plot {
+                what: "SVG".into(),
+                reason,
+            })?;
+        }
+        Ok(svg)
+    }
+
+    /// The chart as the bytes of a PNG file (8-bit RGB; text from a built-in bitmap font,
+    /// so no system font is needed).
+    pub fn png(&self) -> Result<Vec<u8>, Error> {
+        let drawn = |reason| Error::Plot {
+            what: "PNG".into(),
+            reason,
+        };
+        let (width, height) = self.size;
+        let mut rgb = vec![255u8; width as usize * height as usize * 3];
+        {
+            let root = GlyphBackend::new(&mut rgb, self.size).into_drawing_area();
+            draw(root, self).map_err(drawn)?;
+        }
+        encode_png(&rgb, self.size).map_err(drawn)
+    }
+}
+
+/// Reads every record of `source` into a [`Chart`]: the series chosen by `options` (or the
+/// default panels), alerts recorded in the input as red (firing) and green (resolved)
+/// lines, and with `options.analyze` the detectors' findings as orange lines.
+pub fn chart(source: &mut Source, options: &PlotOptions) -> Result<Chart, Error> {
+    if !(300..=10_000).contains(&options.width) {
+        return Err(Error::BadOption {
+            option: "--width",
+            value: options.width.to_string(),
+            reason: "must be 300 to 10000 pixels".into(),
+        });
+    }
+    if let Some(h) = options.height
+        && !(150..=20_000).contains(&h)
+    {
+        return Err(Error::BadOption {
+            option: "--height",
+            value: h.to_string(),
+            reason: "must be 150 to 20000 pixels".into(),
+        });
+    }
+    let mut chart = collect(source, options)?;
+    let height = options
+        .height
+        .unwrap_or(52 + 260 * chart.panels.len() as u32)
+        .min(20_000);
+    chart.size = (options.width, height);
+    Ok(chart)
+}
+
+fn collect(source: &mut Source, args: &PlotOptions) -> Result<Chart, Error> {
     let meta = source.meta.clone();
     let interval = meta.interval_secs.unwrap_or(1.0).max(1e-3);
     let chosen = if args.series.is_empty() {
@@ -469,7 +627,7 @@ fn collect(source: &mut Source, args: &Args) -> Result<Chart, CliError> {
         } else {
             format!("has no series matching {}", args.series.join(", "))
         };
-        return Err(CliError::NoData(format!("{} {what}", meta.label)));
+        return Err(Error::NoData(format!("{} {what}", meta.label)));
     }
     let mut groups: BTreeMap<GroupKey, Vec<SeriesLine>> = BTreeMap::new();
     let (mut t0, mut t1) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -521,6 +679,7 @@ fn collect(source: &mut Source, args: &Args) -> Result<Chart, CliError> {
         markers,
         t: (t0, t1),
         origin,
+        size: (0, 0),
     })
 }
 
@@ -528,7 +687,7 @@ fn new_track(
     name: &str,
     chosen: Option<&Selector>,
     defaults: &Selector,
-    meta: &crate::source::Meta,
+    meta: &Meta,
     t: f64,
     interval: f64,
 ) -> Option<Track> {

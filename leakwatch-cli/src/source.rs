@@ -1,6 +1,7 @@
-//! Where the samples come from: recording files (rotated parts in order) or graphite-web.
+//! Where the samples come from: recording files (rotated parts in order), graphite-web, or
+//! records a program holds in memory.
 //!
-//! Both end up as the same stream of [`Record`]s in time order, so `analyze` and `plot` do
+//! All end up as the same stream of [`Record`]s in time order, so `analyze` and `plot` do
 //! not care which one they read. Recordings are streamed (a 256 MiB recording is never held
 //! in memory); Graphite answers arrive whole anyway.
 
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use indicatif::{ProgressBar, ProgressBarIter, ProgressDrawTarget, ProgressStyle};
 use leakwatch::recording::{Record, RecordingError, RecordingReader};
 
-use crate::CliError;
+use crate::Error;
 
 /// Inputs larger than this (all parts together) get a progress bar on stderr.
 const PROGRESS_MIN_BYTES: u64 = 4 * 1024 * 1024;
@@ -57,6 +58,7 @@ pub struct InputArgs {
 
 /// What is known about the input as a whole.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Meta {
     /// Short description for reports and titles, e.g. `rec.jsonl (3 parts)`.
     pub label: String,
@@ -66,6 +68,31 @@ pub struct Meta {
     pub interval_secs: Option<f64>,
     /// Series names carry a Graphite path before the leakwatch name.
     pub graphite: bool,
+}
+
+impl Meta {
+    /// Describes samples held in memory: `label` names them in reports and chart titles;
+    /// no start time (times print as `t=…s`), interval unknown (taken as 1 s for plotting).
+    pub fn new(label: impl Into<String>) -> Meta {
+        Meta {
+            label: label.into(),
+            started_at_ms: None,
+            interval_secs: None,
+            graphite: false,
+        }
+    }
+
+    /// Unix time in milliseconds of `t = 0`, so reports and axes show wall-clock times.
+    pub fn started_at_ms(mut self, ms: u64) -> Meta {
+        self.started_at_ms = Some(ms);
+        self
+    }
+
+    /// The sampling interval: gaps longer than three intervals split plotted lines.
+    pub fn interval(mut self, interval: std::time::Duration) -> Meta {
+        self.interval_secs = Some(interval.as_secs_f64());
+        self
+    }
 }
 
 /// A stream of records in time order, with the input's [`Meta`].
@@ -88,16 +115,34 @@ enum Records {
 
 impl Source {
     /// Opens the input named by `args`; `quiet` suppresses the progress bar.
-    pub fn open(args: &InputArgs, quiet: bool) -> Result<Source, CliError> {
+    pub fn open(args: &InputArgs, quiet: bool) -> Result<Source, Error> {
         match &args.graphite {
             Some(url) => from_graphite(url, args),
-            None => from_files(&args.recordings, quiet),
+            None => Source::files(&args.recordings, quiet),
+        }
+    }
+
+    /// Reads recording files: one recording, or several rotated parts of one in any order
+    /// (they are read in the order of their headers). Only the headers are read now; the
+    /// samples stream as the source is iterated. `quiet` suppresses the progress bar that
+    /// inputs over 4 MiB otherwise draw on a terminal's stderr.
+    pub fn files(paths: &[PathBuf], quiet: bool) -> Result<Source, Error> {
+        from_files(paths, quiet)
+    }
+
+    /// Samples a program holds in memory (`Record::Tick`s and `Record::Alert`s in time
+    /// order), e.g. built from its own snapshots, for [`crate::analyze::analyze`] and
+    /// [`crate::plot::chart`].
+    pub fn from_records(meta: Meta, records: Vec<Record>) -> Source {
+        Source {
+            meta,
+            records: Records::Memory(records.into_iter()),
         }
     }
 }
 
 impl Iterator for Source {
-    type Item = Result<Record, CliError>;
+    type Item = Result<Record, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.records {
@@ -112,7 +157,7 @@ impl Iterator for Source {
                     return None;
                 };
                 match reader.next() {
-                    Some(r) => return Some(r.map_err(CliError::from)),
+                    Some(r) => return Some(r.map_err(Error::from)),
                     None => *current = parts.next(),
                 }
             },
@@ -129,7 +174,7 @@ impl Drop for Source {
     }
 }
 
-fn from_files(paths: &[PathBuf], quiet: bool) -> Result<Source, CliError> {
+fn from_files(paths: &[PathBuf], quiet: bool) -> Result<Source, Error> {
     let mut total = 0u64;
     let mut files = Vec::with_capacity(paths.len());
     for path in paths {
@@ -165,7 +210,7 @@ fn from_files(paths: &[PathBuf], quiet: bool) -> Result<Source, CliError> {
     // newest-first; the header's `part` is the reliable order (stable for equal parts).
     readers.sort_by_key(|r| (r.header().started_at_ms, r.header().part));
     let first = readers.first().ok_or_else(|| {
-        CliError::NoData("no recording given: name one or more recording files".into())
+        Error::NoData("no recording given: name one or more recording files".into())
     })?;
     let started_at_ms = first.header().started_at_ms;
     let interval_secs = Some(first.header().interval_ms as f64 / 1000.0);
@@ -190,11 +235,10 @@ fn from_files(paths: &[PathBuf], quiet: bool) -> Result<Source, CliError> {
     })
 }
 
-fn from_graphite(url: &str, args: &InputArgs) -> Result<Source, CliError> {
-    let series = leakwatch::graphite::fetch(url, &args.targets, &args.from, args.until.as_deref())
-        .map_err(|e| CliError::Graphite(e.to_string()))?;
+fn from_graphite(url: &str, args: &InputArgs) -> Result<Source, Error> {
+    let series = crate::graphite::fetch(url, &args.targets, &args.from, args.until.as_deref())?;
     if series.is_empty() {
-        return Err(CliError::NoData(format!(
+        return Err(Error::NoData(format!(
             "graphite-web at {url} has no series for target {} from {}",
             args.targets.join(", "),
             args.from

@@ -266,7 +266,7 @@ fn counts_reach_graphite_through_real_statsd() {
 
     // 2. graphite-web's render API through leakwatch::graphite (what `analyze --graphite`
     // uses): the fleet, per instance and summed.
-    let fleet = leakwatch::graphite::fetch(
+    let fleet = leakwatch_cli::graphite::fetch(
         &stack.web,
         &["stats.gauges.lwtest.*.leakwatch.live.presence.Watch"],
         "-5min",
@@ -291,7 +291,7 @@ fn counts_reach_graphite_through_real_statsd() {
             ),
         ]
     );
-    let total = leakwatch::graphite::fetch(
+    let total = leakwatch_cli::graphite::fetch(
         &stack.web,
         &["sumSeries(stats.gauges.lwtest.*.leakwatch.live.presence.Watch)"],
         "-5min",
@@ -300,7 +300,7 @@ fn counts_reach_graphite_through_real_statsd() {
     .unwrap();
     assert_eq!(total.len(), 1);
     assert_eq!(total[0].points.iter().rev().find_map(|p| p.1), Some(8.0));
-    let created = leakwatch::graphite::fetch(
+    let created = leakwatch_cli::graphite::fetch(
         &stack.web,
         &["stats.counters.lwtest.web-1.leakwatch.created.presence.Watch.count"],
         "-5min",
@@ -310,9 +310,9 @@ fn counts_reach_graphite_through_real_statsd() {
     let n: f64 = created[0].points.iter().filter_map(|p| p.1).sum();
     assert_eq!(n, 7.0);
     // A bad target is an error with graphite-web's answer, not a panic or empty data.
-    let bad = leakwatch::graphite::fetch(&stack.web, &["noSuchFunction(a.b)"], "-5min", None);
+    let bad = leakwatch_cli::graphite::fetch(&stack.web, &["noSuchFunction(a.b)"], "-5min", None);
     assert!(
-        matches!(&bad, Err(leakwatch::graphite::GraphiteError::Status { status: 400, body, .. }) if body.contains("unknown function")),
+        matches!(&bad, Err(leakwatch_cli::graphite::GraphiteError::Status { status: 400, body, .. }) if body.contains("unknown function")),
         "{bad:?}"
     );
 

@@ -1,9 +1,9 @@
-//! Reading series back from graphite-web's render API (feature `graphite`, part of `cli`), so
-//! the detectors can run over a whole fleet's history in Graphite
+//! Reading series back from graphite-web's render API, so the detectors can run over a whole
+//! fleet's history in Graphite
 //! (`leakwatch analyze --graphite URL --target 'stats.gauges.app.*.leakwatch.live.*'`).
 //!
 //! ```no_run
-//! let series = leakwatch::graphite::fetch(
+//! let series = leakwatch_cli::graphite::fetch(
 //!     "http://127.0.0.1:8080",
 //!     &["stats.gauges.app.*.leakwatch.live.presence.Watch"],
 //!     "-2h",
@@ -13,7 +13,7 @@
 //!     let last = s.points.iter().rev().find_map(|(_, v)| *v);
 //!     println!("{}: {} points, last {:?}", s.name, s.points.len(), last);
 //! }
-//! # Ok::<(), leakwatch::graphite::GraphiteError>(())
+//! # Ok::<(), leakwatch_cli::graphite::GraphiteError>(())
 //! ```
 //!
 //! Plain HTTP only (graphite-web usually sits on a private network or loopback); `ureq`
