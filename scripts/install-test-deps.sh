@@ -3,7 +3,7 @@
 # (leakwatch-cli/tests/graphite_pipeline.rs) and scripts/graphite-stack.sh need. Idempotent: a second run
 # does nothing but check. Needs root (or sudo) for apt, node 20 + npm for the statsd daemon.
 #
-#   scripts/install-test-deps.sh            # apt: graphite-carbon graphite-web; npm: statsd@0.9.0
+#   scripts/install-test-deps.sh            # apt: graphite-carbon graphite-web chromium chromium-driver; npm: statsd@0.9.0
 #
 # The Etsy statsd daemon has no Debian package; it is npm-installed into
 # $LEAKWATCH_STATSD_DIR (default: $HOME/.cache/leakwatch-stack/statsd), where the test and the
@@ -30,6 +30,10 @@ command -v graphite-manage >/dev/null 2>&1 || need_apt+=(graphite-web)
 command -v ss              >/dev/null 2>&1 || need_apt+=(iproute2)
 # The statsd daemon runs on node (the test checks for it); npm only to install it.
 command -v node            >/dev/null 2>&1 || need_apt+=(nodejs)
+# The dashboard's browser test (leakwatch-dashboard/tests/browser.rs): headless Chromium,
+# driven through chromedriver.
+command -v chromium        >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver    >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if ! [ -f "$STATSD_DIR/node_modules/statsd/stats.js" ] && ! command -v npm >/dev/null 2>&1; then
   need_apt+=(npm)
 fi
@@ -57,4 +61,4 @@ else
      npm install --no-audit --no-fund --omit=optional --loglevel=error "statsd@$STATSD_VERSION" >/dev/null)
 fi
 
-echo "install-test-deps: ok: $(command -v node) $(command -v carbon-cache) $(command -v whisper-fetch) $(command -v graphite-manage) statsd@$STATSD_VERSION in $STATSD_DIR"
+echo "install-test-deps: ok: $(command -v node) $(command -v carbon-cache) $(command -v whisper-fetch) $(command -v graphite-manage) $(command -v chromium) $(command -v chromedriver) statsd@$STATSD_VERSION in $STATSD_DIR"

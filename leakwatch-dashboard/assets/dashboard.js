@@ -252,11 +252,15 @@
     return out;
   }
 
-  function niceStep(span, n) {
-    var raw = span / n;
+  // A step of 1, 2 or 5 times a power of ten giving about `n` intervals over `span`; for
+  // bytes, in the binary unit the axis labels use (so ticks read 2 MiB, not 2.1 MiB).
+  function niceStep(span, n, unit) {
+    var scale = 1;
+    if (unit === 'bytes') while (span / scale >= 1024) scale *= 1024;
+    var raw = span / scale / n;
     var mag = Math.pow(10, Math.floor(Math.log10(raw)));
     var f = raw / mag;
-    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag * scale;
   }
 
   function drawAll() {
@@ -296,7 +300,7 @@
     });
     if (!isFinite(xmin) || xmin >= xmax) xmin = xmax - 60;
     if (!isFinite(ymax) || ymax <= ymin) ymax = ymin + 1;
-    var ystep = niceStep(ymax - ymin, 4);
+    var ystep = niceStep(ymax - ymin, 4, unit);
     ymax = Math.ceil(ymax / ystep) * ystep;
     ymin = Math.floor(ymin / ystep) * ystep;
 
