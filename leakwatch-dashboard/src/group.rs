@@ -34,8 +34,7 @@ pub enum Unit {
 /// ```
 /// use leakwatch_dashboard::Group;
 /// let g = Group::rates("HTTP status codes", ["count.http.status.*"]).limit(6);
-/// let pair = Group::values("Callbacks vs streams", [] as [&str; 0])
-///     .series(["live.presence.callbacks", "live.http.streams"]);
+/// let pair = Group::exact("Callbacks vs streams", ["live.presence.callbacks", "live.http.streams"]);
 /// # let _ = (g, pair);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -79,6 +78,17 @@ impl Group {
             plot: Plot::Rate,
             ..Group::values(title, patterns)
         }
+    }
+
+    /// A chart of sampled values of exactly these series, e.g. callbacks drawn against
+    /// connections: `Group::exact("Callbacks vs streams", ["live.presence.callbacks",
+    /// "live.http.streams"])`.
+    pub fn exact<I, S>(title: impl Into<String>, names: I) -> Group
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Group::values(title, Vec::<String>::new()).series(names)
     }
 
     /// Always shows these exact series (e.g. callbacks against connections), before any

@@ -38,14 +38,16 @@
 //! that). In axum (`http::Response<String>` is an axum response):
 //!
 //! ```
-//! # fn app(watchdog: std::sync::Arc<leakwatch::Watchdog>) -> axum::Router {
 //! use axum::{Router, http::Uri, routing::get};
-//! let ui = leakwatch_dashboard::Dashboard::new(watchdog);
-//! let data = ui.clone();
-//! Router::new()
-//!     .route("/debug/leakwatch/ui", get(move || async move { ui.page() }))
-//!     .route("/debug/leakwatch/ui/data", get(move |uri: Uri| async move { data.data(uri.query()) }))
-//! # }
+//! use leakwatch_dashboard::Dashboard;
+//!
+//! fn leakwatch_routes(watchdog: std::sync::Arc<leakwatch::Watchdog>) -> Router {
+//!     let ui = Dashboard::new(watchdog); // or Dashboard::builder(watchdog).group(..).build()?
+//!     let data = ui.clone();
+//!     Router::new()
+//!         .route("/debug/leakwatch/ui", get(move || async move { ui.page() }))
+//!         .route("/debug/leakwatch/ui/data", get(move |uri: Uri| async move { data.data(uri.query()) }))
+//! }
 //! ```
 //!
 //! Elsewhere (hyper, actix, a hand-written server) [`Dashboard::handle`] answers any

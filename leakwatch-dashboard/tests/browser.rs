@@ -75,10 +75,10 @@ async fn run(chromium: &Path, driver: &Driver) {
     // The mount README shows, plus the pair chart the reference server adds.
     let ui = Dashboard::builder(watchdog.clone())
         .refresh(Duration::from_millis(250))
-        .group(
-            Group::values("Callbacks vs streams", [] as [&str; 0])
-                .series(["live.dash.callbacks", "live.dash.streams"]),
-        )
+        .group(Group::exact(
+            "Callbacks vs streams",
+            ["live.dash.callbacks", "live.dash.streams"],
+        ))
         .build()
         .expect("valid layout");
     let data = ui.clone();

@@ -323,8 +323,10 @@ fn configuration_errors_name_the_group() {
     // A valid custom layout reaches the page's configuration.
     let d = Dashboard::builder(wd)
         .title("presence")
-        .groups([Group::values("Callbacks vs streams", [] as [&str; 0])
-            .series(["live.presence.callbacks", "live.http.streams"])])
+        .groups([Group::exact(
+            "Callbacks vs streams",
+            ["live.presence.callbacks", "live.http.streams"],
+        )])
         .build()
         .unwrap();
     let html = d.page().into_body();
