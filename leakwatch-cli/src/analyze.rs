@@ -36,6 +36,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use leakwatch::recording::Record;
+use leakwatch::watchdog::RuleConfig;
 use leakwatch_detect::{
     CeilingRule, DivergenceRule, Engine, Finding, FindingState, RuleKind, RuleSet, Selector,
 };
@@ -189,38 +190,19 @@ fn parse_ceiling(s: &str) -> Result<Ceiling, String> {
 }
 
 impl RuleArgs {
-    /// The watchdog's default rules plus the options' additions.
-    ///
-    /// `graphite`: series names carry a path before the leakwatch name
-    /// (`stats.gauges.app.web1.leakwatch.live.x`), so every growth pattern is also tried
-    /// after any dotted prefix.
-    pub fn rule_set(&self, graphite: bool) -> Result<RuleSet, Error> {
-        // The same starting point as the live watchdog, so replay and live agree.
-        let mut rules = leakwatch::watchdog::default_rules();
-        if !self.watch.is_empty() {
-            let sel = Selector::new(self.watch.iter().cloned())?;
-            for g in &mut rules.growth {
-                g.series = sel.clone();
-            }
-        }
-        if graphite {
-            for g in &mut rules.growth {
-                let mut patterns = g.series.patterns().to_vec();
-                for p in g.series.patterns() {
-                    if !p.starts_with('*') {
-                        patterns.push(format!("*.{p}"));
-                    }
-                }
-                g.series = Selector::new(patterns)?;
-            }
-        }
-        if let Some(load) = &self.load {
-            for g in &mut rules.growth {
-                g.relative_to = Some(load.clone());
-            }
-        }
+    /// The options as the watchdog's [`RuleConfig`]: `--watch` replaces the default growth
+    /// selection, `--load` is the default growth watch's load series, and every `--pair` and
+    /// `--ceiling` is an added rule. A watchdog started with the same config
+    /// ([`WatchdogBuilder::rule_config`](leakwatch::WatchdogBuilder::rule_config)) runs the
+    /// same rules.
+    pub fn rule_config(&self) -> Result<RuleConfig, Error> {
+        let mut config = RuleConfig {
+            watch: (!self.watch.is_empty()).then(|| self.watch.clone()),
+            load: self.load.clone(),
+            ..RuleConfig::default()
+        };
         for p in &self.pairs {
-            rules.push(
+            config.rules.push(
                 DivergenceRule::new(&p.a, &p.b)
                     .ratio(p.ratio)
                     .offset(p.offset),
@@ -232,7 +214,28 @@ impl RuleArgs {
                 None => CeilingRule::absolute(sel, c.max),
                 Some(per) => CeilingRule::per_unit(sel, per, c.max),
             };
-            rules.push(rule.name(format!("ceiling:{}", c.spec)));
+            config.rules.push(rule.name(format!("ceiling:{}", c.spec)));
+        }
+        Ok(config)
+    }
+
+    /// The rules to run: [`rule_config`](Self::rule_config), built as the watchdog builds it.
+    ///
+    /// `graphite`: series names carry a path before the leakwatch name
+    /// (`stats.gauges.app.web1.leakwatch.live.x`), so every growth pattern is also tried
+    /// after any dotted prefix.
+    pub fn rule_set(&self, graphite: bool) -> Result<RuleSet, Error> {
+        let mut rules = self.rule_config()?.build()?;
+        if graphite {
+            for g in &mut rules.growth {
+                let mut patterns = g.series.patterns().to_vec();
+                for p in g.series.patterns() {
+                    if !p.starts_with('*') {
+                        patterns.push(format!("*.{p}"));
+                    }
+                }
+                g.series = Selector::new(patterns)?;
+            }
         }
         Ok(rules)
     }

@@ -37,6 +37,7 @@ mod alert;
 mod cpu;
 mod history;
 mod hooks;
+mod rules;
 #[cfg(feature = "webhook")]
 mod webhook;
 
@@ -57,6 +58,7 @@ use parking_lot::Mutex;
 pub use alert::{Alert, AlertRule, AlertState};
 pub use history::Samples;
 pub use hooks::{AlertHook, LogHook};
+pub use rules::{RuleConfig, UnmatchedRule, unmatched_rules};
 #[cfg(feature = "webhook")]
 pub use webhook::WebhookHook;
 
@@ -77,7 +79,7 @@ pub fn default_selection() -> Selector {
 }
 
 /// The rules used when none are configured: growth on [`default_selection`] with the
-/// detector's default parameters. `leakwatch analyze` starts from the same set.
+/// detector's default parameters (what an empty [`RuleConfig`] builds).
 pub fn default_rules() -> RuleSet {
     RuleSet::default_growth(default_selection())
 }
@@ -159,9 +161,7 @@ pub struct WatchdogBuilder {
     registry: Registry,
     interval: Duration,
     tick_seconds: Option<f64>,
-    rules: RuleSet,
-    default_growth: bool,
-    load: Option<String>,
+    rules: RuleConfig,
     cooldown: Duration,
     hooks: Vec<PendingHook>,
     consumers: Vec<SampleConsumer>,
@@ -206,40 +206,49 @@ impl WatchdogBuilder {
 
     /// Adds a divergence rule: two series that should match (`a ≈ k·b + c`).
     pub fn divergence(mut self, rule: DivergenceRule) -> Self {
-        self.rules.push(rule);
+        self.rules.rules.push(rule);
         self
     }
 
     /// Adds a growth rule. Adding one replaces the default growth watch unless
     /// [`default_growth`](Self::default_growth) is called with `true`.
     pub fn growth(mut self, rule: GrowthRule) -> Self {
-        self.rules.push(rule);
+        self.rules.rules.push(rule);
         self
     }
 
     /// Adds a ceiling rule: an absolute limit or a limit per unit of another series.
     pub fn ceiling(mut self, rule: CeilingRule) -> Self {
-        self.rules.push(rule);
+        self.rules.rules.push(rule);
         self
     }
 
     /// Adds any rule.
     pub fn rule(mut self, rule: impl Into<Rule>) -> Self {
-        self.rules.push(rule);
+        self.rules.rules.push(rule);
+        self
+    }
+
+    /// Replaces every rule setting (added rules, default growth watch, its selection and
+    /// load) with `config`: the same [`RuleConfig`] `leakwatch analyze` builds from its
+    /// options, so a recording replayed with matching options finds what this watchdog did.
+    pub fn rule_config(mut self, config: RuleConfig) -> Self {
+        self.rules = config;
         self
     }
 
     /// Whether the default growth watch ([`default_selection`]) runs. Default: only when no
     /// growth rule was added.
     pub fn default_growth(mut self, on: bool) -> Self {
-        self.default_growth = on;
+        self.rules.default_growth = Some(on);
         self
     }
 
     /// Judges the default growth watch relative to `load` (e.g. `live.http.streams`): growth
-    /// that merely follows load is not a leak, growth of the per-load ratio is.
+    /// that merely follows load is not a leak, growth of the per-load ratio is. Growth rules
+    /// added with [`growth`](Self::growth) keep their own `relative_to`.
     pub fn load_series(mut self, load: impl Into<String>) -> Self {
-        self.load = Some(load.into());
+        self.rules.load = Some(load.into());
         self
     }
 
@@ -312,18 +321,9 @@ impl WatchdogBuilder {
         self
     }
 
-    /// The rules the watchdog will run.
-    pub fn rules(&self) -> RuleSet {
-        let mut rules = self.rules.clone();
-        let want_default = self.default_growth || rules.growth.is_empty();
-        if want_default {
-            let mut g = GrowthRule::new(default_selection());
-            if let Some(load) = &self.load {
-                g = g.relative_to(load.clone());
-            }
-            rules.growth.insert(0, g);
-        }
-        rules
+    /// The rules the watchdog will run ([`RuleConfig::build`]).
+    pub fn rules(&self) -> Result<RuleSet, WatchdogError> {
+        Ok(self.rules.build()?)
     }
 
     /// Starts the sampling thread.
@@ -341,7 +341,7 @@ impl WatchdogBuilder {
         {
             return Err(WatchdogError::TickSeconds(s));
         }
-        let rules = self.rules();
+        let rules = self.rules()?;
         let engine = Engine::new(rules)?;
         let simulated = self.tick_seconds.is_some();
         let tick_seconds = self.tick_seconds.unwrap_or(self.interval.as_secs_f64());
@@ -661,9 +661,7 @@ impl Watchdog {
             registry: Registry::global().clone(),
             interval: Duration::from_secs(1),
             tick_seconds: None,
-            rules: RuleSet::new(),
-            default_growth: false,
-            load: None,
+            rules: RuleConfig::default(),
             cooldown: Duration::from_secs(300),
             hooks: Vec::new(),
             consumers: Vec::new(),
