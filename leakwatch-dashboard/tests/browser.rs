@@ -9,7 +9,7 @@
 //! except under `CI`, where it fails. Set `LEAKWATCH_DASHBOARD_SCREENSHOT=file.png` to keep a
 //! screenshot of the whole page.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -46,7 +46,11 @@ async fn dashboard_in_headless_chromium() {
         if std::env::var_os("CI").is_some() {
             panic!("{why}; under CI the browser test must run");
         }
-        eprintln!("skipping the dashboard browser test: {why}");
+        // Straight to stderr: libtest hides what `eprintln!` prints in a passing test.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping the dashboard browser test: {why}"
+        );
         return;
     };
     let driver = Driver::start(&chromedriver);
@@ -102,7 +106,7 @@ async fn run(chromium: &Path, driver: &Driver) {
         .expect("page loads");
 
     // After some traffic every chart shows data.
-    let charts = wait_for(&client, "every chart to draw data", |c| {
+    let charts = wait_for(&client, "every chart to draw data", CHARTS, |c| {
         let c = c.as_array()?;
         (c.len() == 5 && c.iter().all(|c| c["points"].as_u64() > Some(1))).then_some(c.clone())
     })
@@ -135,13 +139,13 @@ async fn run(chromium: &Path, driver: &Driver) {
     // The charts change while traffic flows.
     let before = eval(&client, PIXELS).await;
     let delivered_before = charts[1]["points"].as_u64().unwrap();
-    wait_for(&client, "every chart to change", |now| {
+    wait_for(&client, "every chart to change", PIXELS, |now| {
         let now = now.as_array()?;
         let changed = now.iter().zip(before.as_array()?).all(|(a, b)| a != b);
         changed.then_some(())
     })
     .await;
-    let after = wait_for(&client, "more delivery points", |c| {
+    let after = wait_for(&client, "more delivery points", CHARTS, |c| {
         (c[1]["points"].as_u64()? > delivered_before).then_some(c.clone())
     })
     .await;
@@ -153,7 +157,7 @@ async fn run(chromium: &Path, driver: &Driver) {
     // A leak starts: callbacks outlive their streams, the watchdog's divergence rule fires,
     // and the page lists the alert with its text and hint and marks it on every chart.
     workload.leak.store(true, Ordering::Relaxed);
-    let alert = wait_for(&client, "the divergence alert on the page", |a| {
+    let alert = wait_for(&client, "the divergence alert on the page", ALERTS, |a| {
         let text = a.as_str()?;
         (text.contains("divergence") && text.contains("live.dash.callbacks"))
             .then(|| text.to_owned())
@@ -167,10 +171,55 @@ async fn run(chromium: &Path, driver: &Driver) {
         alert.contains("created at") && alert.contains("browser.rs"),
         "with the hint of where the leaked callbacks were registered: {alert}"
     );
-    wait_for(&client, "the alert marked on every chart", |c| {
+    wait_for(&client, "the alert marked on every chart", CHARTS, |c| {
         c.as_array()?
             .iter()
             .all(|c| c["alerts"].as_u64() >= Some(1))
+            .then_some(())
+    })
+    .await;
+
+    // A chart's series can be chosen by pattern: the live counts chart, narrowed to streams.
+    let live = client
+        .find(Locator::Css(r#".chart[data-group="3"]"#))
+        .await
+        .expect("live counts chart");
+    let find = |css| live.find(Locator::Css(css));
+    find("button.choose").await.unwrap().click().await.unwrap();
+    let pattern = find("input[type=text]").await.unwrap();
+    pattern.clear().await.unwrap();
+    pattern.send_keys("live.dash.s*").await.unwrap();
+    find("button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    const CHOICES: &str = r#"return Array.from(document.querySelectorAll('.chart[data-group="3"] .chooser li')).map(li => li.textContent)"#;
+    wait_for(&client, "the chooser to list the match", CHOICES, |c| {
+        c.as_array()?
+            .iter()
+            .any(|t| t.as_str().unwrap_or("").contains("live.dash.streams"))
+            .then_some(())
+    })
+    .await;
+    // The list keeps the chart's current series (checked) above the matches: leave only
+    // live.dash.streams checked.
+    for b in live
+        .find_all(Locator::Css(".chooser input[type=checkbox]"))
+        .await
+        .unwrap()
+    {
+        let streams = b.attr("value").await.unwrap().as_deref() == Some("live.dash.streams");
+        if b.is_selected().await.unwrap() != streams {
+            b.click().await.unwrap();
+        }
+    }
+    find("button.apply").await.unwrap().click().await.unwrap();
+    const LIVE: &str = r#"let c = document.querySelector('.chart[data-group="3"]'); return [c.querySelector('canvas').dataset.series, c.querySelector('.legend').textContent, c.querySelector('.shown').textContent]"#;
+    wait_for(&client, "the chosen series alone on the chart", LIVE, |v| {
+        let legend = v[1].as_str()?;
+        (v[0] == "1" && legend.contains("live.dash.streams") && !legend.contains("callbacks"))
             .then_some(())
     })
     .await;
@@ -238,13 +287,13 @@ async fn eval(client: &Client, script: &str) -> Value {
     client.execute(script, vec![]).await.expect(script)
 }
 
-/// Polls the page until `done` accepts what the script for `what` returns.
-async fn wait_for<T>(client: &Client, what: &str, mut done: impl FnMut(&Value) -> Option<T>) -> T {
-    let script = match what {
-        w if w.contains("alert on the page") => ALERTS,
-        w if w.contains("change") => PIXELS,
-        _ => CHARTS,
-    };
+/// Runs `script` on the page until `done` accepts what it returns (at most [`WAIT`]).
+async fn wait_for<T>(
+    client: &Client,
+    what: &str,
+    script: &str,
+    mut done: impl FnMut(&Value) -> Option<T>,
+) -> T {
     let deadline = Instant::now() + WAIT;
     loop {
         let v = eval(client, script).await;
@@ -337,10 +386,16 @@ impl Workload {
         }
     }
 
-    fn stop(mut self) {
+    fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            t.join().unwrap();
+            let _ = t.join();
         }
     }
 }
@@ -348,7 +403,7 @@ impl Workload {
 /// A program from an environment variable or the PATH.
 fn program(env: &str, names: &[&str]) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH")?;
     names.iter().find_map(|n| {
