@@ -33,12 +33,30 @@ impl<F: FnMut(&Alert) + Send + 'static> AlertHook for F {
     }
 }
 
-/// Logs every alert through `tracing`: firing alerts at WARN, resolved at INFO.
+/// Logs every alert through `tracing`: firing alerts at WARN, resolved at INFO, target
+/// `leakwatch`.
+///
+/// When no `tracing` subscriber is installed (no global default), the alert would vanish:
+/// it is written to standard error instead, as `leakwatch: <state> <rule> <series>: <text>`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LogHook;
 
+/// Whether `tracing` output goes nowhere: no subscriber set for this thread or globally.
+pub(crate) fn no_subscriber() -> bool {
+    tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>())
+}
+
 impl AlertHook for LogHook {
     fn on_alert(&mut self, alert: &Alert) {
+        if no_subscriber() {
+            eprintln!(
+                "leakwatch: {} {} {}: {alert}",
+                alert.state.as_str(),
+                alert.rule,
+                alert.series
+            );
+            return;
+        }
         match alert.state {
             AlertState::Firing => tracing::warn!(
                 target: "leakwatch",
@@ -86,6 +104,9 @@ const QUEUE: usize = 256;
 
 struct Worker {
     tx: Sender<Arc<Alert>>,
+    /// The hook thread's queue, also held here so a shutdown can take back (and count) what
+    /// a hook that is still busy will never get to.
+    rx: Receiver<Arc<Alert>>,
     thread: JoinHandle<()>,
 }
 
@@ -104,11 +125,12 @@ impl Dispatcher {
                 let (tx, rx) = bounded::<Arc<Alert>>(QUEUE);
                 let counters = counters.clone();
                 let name = format!("leakwatch-hook-{i}-{}", hook.name());
+                let hook_rx = rx.clone();
                 let thread = std::thread::Builder::new()
                     .name(name)
-                    .spawn(move || run_hook(hook, rx, counters))
+                    .spawn(move || run_hook(hook, hook_rx, counters))
                     .expect("spawn a leakwatch hook thread");
-                Worker { tx, thread }
+                Worker { tx, rx, thread }
             })
             .collect();
         Dispatcher { workers, counters }
@@ -127,24 +149,33 @@ impl Dispatcher {
         }
     }
 
-    /// Closes the queues and waits up to `timeout` in all for hooks to drain; hooks still
-    /// busy after that (hung) are left to finish on their own.
+    /// Closes the queues and waits up to `timeout` in all for hooks to drain. A hook still
+    /// busy after that (slow or hung) keeps the alert it is handling, but the alerts queued
+    /// behind it are taken back and counted as dropped (`count.leakwatch.hook.dropped`), so
+    /// its thread ends once that one alert returns and nothing is lost without a count.
     pub(crate) fn shutdown(self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let threads: Vec<JoinHandle<()>> = self
+        let workers: Vec<(Receiver<Arc<Alert>>, JoinHandle<()>)> = self
             .workers
             .into_iter()
             .map(|w| {
                 drop(w.tx);
-                w.thread
+                (w.rx, w.thread)
             })
             .collect();
-        for t in threads {
+        for (rx, t) in workers {
             while !t.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
             }
             if t.is_finished() {
                 let _ = t.join();
+                continue;
+            }
+            // Each queued alert is received exactly once, by the hook thread (delivered) or
+            // here (abandoned): the two counts add up to what was queued.
+            let abandoned = rx.try_iter().count() as u64;
+            if abandoned > 0 {
+                self.counters.dropped.add(abandoned);
             }
         }
     }

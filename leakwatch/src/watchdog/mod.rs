@@ -127,6 +127,14 @@ pub enum WatchdogError {
     /// `tick_seconds` is not a finite number greater than zero.
     #[error("tick_seconds must be finite and greater than zero, got {0}")]
     TickSeconds(f64),
+    /// A webhook's URL could never be posted to (not a URL, or `https://` without TLS).
+    #[error("webhook URL {url:?} cannot work: {reason}")]
+    Webhook {
+        /// The URL as given.
+        url: String,
+        /// Why, and what would work.
+        reason: String,
+    },
 }
 
 type SampleConsumer = Box<dyn FnMut(&Snapshot) + Send>;
@@ -341,6 +349,16 @@ impl WatchdogBuilder {
         {
             return Err(WatchdogError::TickSeconds(s));
         }
+        // A webhook that can never deliver would only count failures nobody reads.
+        #[cfg(feature = "webhook")]
+        for hook in &self.hooks {
+            if let PendingHook::Webhook(w) = hook {
+                w.check_url().map_err(|reason| WatchdogError::Webhook {
+                    url: w.url().to_owned(),
+                    reason,
+                })?;
+            }
+        }
         let rules = self.rules()?;
         let engine = Engine::new(rules)?;
         let simulated = self.tick_seconds.is_some();
@@ -419,6 +437,7 @@ impl WatchdogBuilder {
             names: MetricNames::new(),
             needed: Vec::new(),
             findings: Vec::new(),
+            rules_checked: false,
         };
         let interval = self.interval;
         let stop2 = stop.clone();
@@ -482,13 +501,13 @@ impl Shared {
         recent.push_back(alert.clone());
     }
 
-    /// Closes the hook queues and gives hooks up to a second to drain; idempotent.
+    /// Closes the hook queues and gives hooks up to [`HOOK_DRAIN`] to drain; idempotent.
     fn shutdown_dispatcher(&self) {
         // Take the dispatcher out before waiting on it: a scope finding raised on another
         // thread meanwhile must not block on this lock for the drain's second.
         let dispatcher = self.dispatcher.lock().take();
         if let Some(d) = dispatcher {
-            d.shutdown(Duration::from_secs(1));
+            d.shutdown(HOOK_DRAIN);
         }
     }
 
@@ -527,6 +546,8 @@ struct Sampler {
     /// Per metric id: whether any rule needs it (decided once per name).
     needed: Vec<Option<bool>>,
     findings: Vec<leakwatch_detect::Finding>,
+    /// Whether the rules were checked against the series that exist ([`RULE_CHECK_AFTER`]).
+    rules_checked: bool,
 }
 
 impl Sampler {
@@ -589,6 +610,10 @@ impl Sampler {
         let snapshot = self.registry.snapshot_counts();
         self.feed_consumers(&snapshot);
         let metrics = self.names.flatten(&snapshot);
+        if !self.rules_checked && t >= RULE_CHECK_AFTER.as_secs_f64() {
+            self.rules_checked = true;
+            rules::warn_unmatched(self.engine.rules(), metrics.iter().map(|m| m.name), t);
+        }
         self.shared.history.lock().push(t, &metrics);
         if let Some(r) = &mut self.recording {
             let map: BTreeMap<&str, f64> = metrics.iter().map(|m| (m.name, m.value)).collect();
@@ -634,8 +659,18 @@ impl Sampler {
     }
 }
 
+/// Watchdog time after which the rules are checked, once, against the series that exist:
+/// rules that watch nothing (a typo in a series name, a series not created yet) are logged
+/// at WARN with the series that do exist (to standard error without a `tracing` subscriber).
+pub const RULE_CHECK_AFTER: Duration = Duration::from_secs(60);
+
+/// How long stopping a watchdog waits, at most, for its hooks to deliver the alerts queued
+/// for them (all hooks together). What is still queued after that is dropped and counted in
+/// `count.leakwatch.hook.dropped`.
+pub const HOOK_DRAIN: Duration = Duration::from_secs(1);
+
 /// A running watchdog. Dropping it (or calling [`stop`](Watchdog::stop)) stops sampling, waits
-/// for the thread, and gives hooks a moment to deliver what is queued.
+/// for the thread, and gives hooks up to [`HOOK_DRAIN`] to deliver what is queued.
 pub struct Watchdog {
     shared: Arc<Shared>,
     stop: Arc<(Mutex<bool>, parking_lot::Condvar)>,
@@ -728,7 +763,12 @@ impl Watchdog {
         self.shared.deduper.lock().suppressed()
     }
 
-    /// Stops sampling and waits for the thread; hooks get up to a second to drain.
+    /// Stops sampling and waits for the thread, then gives the hooks up to [`HOOK_DRAIN`]
+    /// (one second, all hooks together) to deliver what is queued for them. After that, the
+    /// alerts still queued behind a slow or hung hook are dropped and counted in
+    /// `count.leakwatch.hook.dropped`; the one alert such a hook is handling finishes on its
+    /// own thread, which is not waited for. So `stop` returns once the current tick and
+    /// the consumers' last run are done, plus at most one second.
     ///
     /// From the watchdog's own thread (a sample consumer stopping or dropping it) it cannot
     /// wait for itself: it only signals the stop, and the thread ends, draining the hooks,

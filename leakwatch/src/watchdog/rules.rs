@@ -161,6 +161,38 @@ pub fn unmatched_rules<'a>(
     out
 }
 
+/// Logs, once, the rules that watch nothing among `names` (the series sampled at watchdog
+/// time `t`), with the series that exist: through `tracing` at WARN, or on standard error
+/// when no subscriber would show it.
+pub(crate) fn warn_unmatched<'a>(rules: &RuleSet, names: impl Iterator<Item = &'a str>, t: f64) {
+    let names: Vec<&str> = names.collect();
+    let unmatched = unmatched_rules(rules, names.iter().copied());
+    if unmatched.is_empty() {
+        return;
+    }
+    const SHOWN: usize = 40;
+    let mut existing = names
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        existing.push_str(&format!(", ... ({} in all)", names.len()));
+    }
+    let rules: Vec<String> = unmatched.iter().map(ToString::to_string).collect();
+    let text = format!(
+        "after {t:.0} s, {} rule(s) watch no series: {}. Series that exist: {existing}",
+        rules.len(),
+        rules.join("; ")
+    );
+    if super::hooks::no_subscriber() {
+        eprintln!("leakwatch: {text}");
+    } else {
+        tracing::warn!(target: "leakwatch", "{text}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,6 +51,44 @@ impl WebhookHook {
         self
     }
 
+    /// The URL alerts are posted to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Why this webhook could never deliver, if so: the URL does not parse as an absolute
+    /// `http://host[:port]/path` URL, or it asks for TLS (`https://`), which is not built in.
+    /// [`WatchdogBuilder::start`](crate::WatchdogBuilder::start) refuses such a webhook
+    /// rather than fail on every alert.
+    pub fn check_url(&self) -> Result<(), String> {
+        let uri: ureq::http::Uri = self
+            .url
+            .parse()
+            .map_err(|e| format!("not a URL ({e}); write http://host:port/path"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(
+                    "https:// needs TLS, which leakwatch's webhook does not build in \
+                            (it speaks plain http://, for a collector on loopback or a private \
+                            network); post to an http:// URL, or forward alerts with your own \
+                            hook"
+                        .into(),
+                );
+            }
+            Some(other) => {
+                return Err(format!(
+                    "scheme {other}:// is not supported; write http://host:port/path"
+                ));
+            }
+            None => return Err("not an absolute URL; write http://host:port/path".into()),
+        }
+        match uri.host() {
+            Some(h) if !h.is_empty() => Ok(()),
+            _ => Err("no host; write http://host:port/path".into()),
+        }
+    }
+
     pub(crate) fn count_failures_in(&mut self, registry: &Registry) {
         self.failed = Some(EventCounter::new_in(registry, "leakwatch.webhook.failed"));
     }
