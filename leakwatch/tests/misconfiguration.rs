@@ -179,3 +179,35 @@ fn alerts_abandoned_behind_a_slow_hook_at_stop_are_counted() {
     assert_eq!(count("leakwatch.hook.delivered"), 1);
     assert_eq!(count("leakwatch.hook.dropped"), 199);
 }
+
+/// StatsD pointed at a port where nothing listens: the refusals the socket reports are
+/// counted (`count.statsd.refused`), and the lines of refused sends as dropped.
+#[cfg(all(feature = "statsd", any(target_os = "linux", target_os = "android")))]
+#[test]
+fn statsd_refusals_from_a_port_without_a_daemon_are_counted() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reg = Registry::new();
+    let _watch = Token::new_in(&reg, "presence.Watch");
+    let exporter = leakwatch::statsd::StatsdExporter::builder(&format!("127.0.0.1:{port}"))
+        .prefix("app")
+        .instance("web-1")
+        .registry(&reg)
+        .build()
+        .unwrap();
+    let count = |name: &str| reg.snapshot().get(name).map_or(0, |s| s.created);
+    // Each export sends at least one datagram; the ICMP answer to one makes a later send
+    // fail. A deadline instead of a fixed number of rounds: the kernel answers at its pace.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count("statsd.refused") == 0 {
+        assert!(Instant::now() < deadline, "no refusal counted");
+        let _new = Token::new_in(&reg, "jobs");
+        exporter.export(&reg.snapshot());
+        assert!(exporter.flush(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(count("statsd.dropped") > 0, "the refused lines are dropped");
+}

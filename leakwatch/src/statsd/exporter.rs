@@ -194,6 +194,17 @@ impl StatsdExporterBuilder {
         .expect("literal socket address");
         let socket =
             UdpSocket::bind(local).map_err(|source| StatsdError::Bind { local, source })?;
+        // A connected UDP socket hears the ICMP "port unreachable" a daemon-less port sends
+        // back and reports it on a later send (ECONNREFUSED), which the sink counts; an
+        // unconnected one never learns that nothing listens. Linux only: cadence sends with
+        // `send_to`, which BSD-derived systems refuse on a connected socket (EISCONN).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        socket
+            .connect(target)
+            .map_err(|e| StatsdError::Address {
+                addr: target.to_string(),
+                reason: format!("cannot connect a UDP socket to it: {e}"),
+            })?;
         let udp = BufferedUdpMetricSink::with_capacity(target, socket, datagram_size)
             .map_err(|e| StatsdError::Sink(e.to_string()))?;
 
@@ -203,6 +214,7 @@ impl StatsdExporterBuilder {
             udp,
             progress.clone(),
             dropped.clone(),
+            self.registry.clone(),
             self.max_lines_per_second,
         );
         // The queue is held once, in `Inner`, and never cloned: cadence's `Drop` of *any*

@@ -6,13 +6,22 @@
 
 use std::io;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use cadence::{BufferedUdpMetricSink, MetricSink, SinkStats};
 
 use crate::event::EventCounter;
+use crate::registry::Registry;
+
+/// Name of the [`EventCounter`] (metric `count.statsd.refused`) that counts sends the
+/// socket refused because nothing listens at the daemon's address: the kernel learns it from
+/// an ICMP "port unreachable" answering an earlier datagram and reports it on the next send.
+/// Each refusal means at least one datagram was lost besides the refused chunk (whose lines
+/// are counted in `statsd.dropped`). Created at the first refusal, so a healthy setup
+/// exports no such series.
+pub(crate) const REFUSED_COUNTER: &str = "statsd.refused";
 
 /// Progress shared between the worker (which writes it) and `flush` (which waits on it).
 #[derive(Debug, Default)]
@@ -47,6 +56,10 @@ pub(crate) struct PacedSink {
     /// `statsd.dropped`: lines of a chunk whose send failed are counted here, by line like
     /// every other drop (an error handler on cadence's queue would see one error per chunk).
     dropped: AssertUnwindSafe<EventCounter>,
+    /// `statsd.refused`: sends refused with ECONNREFUSED (no daemon at the address),
+    /// registered in `registry` at the first refusal.
+    refused: AssertUnwindSafe<OnceLock<EventCounter>>,
+    registry: AssertUnwindSafe<Registry>,
     lines_per_window: u64,
     start: Instant,
     /// Current window number (since `start`) and lines sent in it; only the worker touches
@@ -60,6 +73,7 @@ impl PacedSink {
         inner: BufferedUdpMetricSink,
         progress: Arc<Progress>,
         dropped: EventCounter,
+        registry: Registry,
         lines_per_second: u64,
     ) -> Self {
         let per_window = lines_per_second.saturating_mul(WINDOW.as_millis() as u64) / 1000;
@@ -68,6 +82,8 @@ impl PacedSink {
             progress,
             // cadence wants an unwind-safe sink; a counter is consistent at any point.
             dropped: AssertUnwindSafe(dropped),
+            refused: AssertUnwindSafe(OnceLock::new()),
+            registry: AssertUnwindSafe(registry),
             lines_per_window: per_window.max(1),
             start: Instant::now(),
             window: AtomicU64::new(0),
@@ -113,8 +129,13 @@ impl MetricSink for PacedSink {
             .inner
             .emit(metric)
             .and_then(|n| self.inner.flush().map(|()| n));
-        if r.is_err() {
+        if let Err(e) = &r {
             self.dropped.add(lines);
+            if e.kind() == io::ErrorKind::ConnectionRefused {
+                self.refused
+                    .get_or_init(|| EventCounter::new_in(&self.registry, REFUSED_COUNTER))
+                    .incr();
+            }
         }
         self.progress
             .passed_lines
