@@ -1,15 +1,20 @@
 //! What counting costs: create+drop of a boxed 64-byte struct, untracked vs `#[tracked]` vs
-//! `countme` vs one shared atomic, on 1 thread and on 2 threads hammering the same type; and
-//! `Registry::snapshot()` with 10,000 series.
+//! `countme` vs one shared atomic, on 1 thread and on 2 threads hammering the same type; token
+//! create+drop and callback register+unregister through a `StaticSeries` against the same work
+//! uncounted (and the by-name APIs for reference); and `Registry::snapshot()` with 10,000
+//! series.
 //!
 //! Run with `cargo bench -p leakwatch --bench counting`. Each figure is the minimum over many
 //! interleaved rounds: on this machine kind the minimum is stable to about ±2% while medians
 //! wander (background load only ever makes a round slower).
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::Barrier;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, LazyLock, RwLock, Weak};
 use std::time::{Duration, Instant};
+
+use leakwatch::{Callbacks, StaticSeries, Token};
 
 /// Create+drop iterations per thread per round: short rounds (a few ms), so that on a shared,
 /// busy machine some rounds of every variant still run undisturbed.
@@ -81,6 +86,147 @@ const VARIANTS: [(Variant, &str); 4] = [
     (Variant::Atomic, "global atomic"),
 ];
 
+static TOKENS: StaticSeries = StaticSeries::tokens("bench.token");
+static CALLBACKS: StaticSeries = StaticSeries::callbacks("bench.callbacks");
+
+// `data` is only there to make the value 64 bytes before the token.
+#[allow(dead_code)]
+struct WithToken {
+    data: [u64; 8],
+    token: Token,
+}
+
+#[inline(never)]
+fn boxed_untracked(iters: u64) {
+    let data = black_box([1u64; 8]);
+    for _ in 0..iters {
+        black_box(Box::new(Untracked { data }));
+    }
+}
+
+#[inline(never)]
+fn boxed_static_token(iters: u64) {
+    let data = black_box([1u64; 8]);
+    for _ in 0..iters {
+        black_box(Box::new(WithToken {
+            data,
+            token: TOKENS.token(),
+        }));
+    }
+}
+
+// `data` is only there to make the value 64 bytes before the token.
+#[allow(dead_code)]
+struct WithStaticToken {
+    data: [u64; 8],
+    token: leakwatch::StaticToken,
+}
+
+#[inline(never)]
+fn boxed_lean_token(iters: u64) {
+    let data = black_box([1u64; 8]);
+    for _ in 0..iters {
+        black_box(Box::new(WithStaticToken {
+            data,
+            token: TOKENS.static_token(),
+        }));
+    }
+}
+
+#[inline(never)]
+fn boxed_named_token(iters: u64) {
+    let data = black_box([1u64; 8]);
+    for _ in 0..iters {
+        black_box(Box::new(WithToken {
+            data,
+            token: Token::new("bench.token.by_name"),
+        }));
+    }
+}
+
+/// The uncounted baseline for callbacks: the same structure as `leakwatch::Callbacks` (a map
+/// of reference-counted entries under a read-write lock, ids from an atomic, subscriptions
+/// holding a weak handle that unregisters on drop), without any counting.
+// `f` is stored as a registry would; no emit runs in this bench.
+#[allow(dead_code)]
+struct PlainEntry<F: ?Sized> {
+    alive: AtomicBool,
+    f: F,
+}
+type PlainCallback = Arc<PlainEntry<dyn Fn(&u32) + Send + Sync>>;
+struct PlainShared {
+    subscribers: RwLock<BTreeMap<u64, PlainCallback>>,
+    next_id: AtomicU64,
+}
+struct PlainSubscription {
+    id: u64,
+    owner: Weak<PlainShared>,
+}
+impl PlainShared {
+    fn register(self: &Arc<Self>, f: impl Fn(&u32) + Send + Sync + 'static) -> PlainSubscription {
+        let entry: PlainCallback = Arc::new(PlainEntry {
+            alive: AtomicBool::new(true),
+            f,
+        });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.subscribers.write().unwrap().insert(id, entry);
+        PlainSubscription {
+            id,
+            owner: Arc::downgrade(self),
+        }
+    }
+}
+impl Drop for PlainSubscription {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.upgrade() {
+            let removed = owner.subscribers.write().unwrap().remove(&self.id);
+            if let Some(e) = &removed {
+                e.alive.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+static PLAIN: LazyLock<Arc<PlainShared>> = LazyLock::new(|| {
+    Arc::new(PlainShared {
+        subscribers: RwLock::new(BTreeMap::new()),
+        next_id: AtomicU64::new(0),
+    })
+});
+static STATIC_CBS: LazyLock<Callbacks<u32>> = LazyLock::new(|| Callbacks::with_series(&CALLBACKS));
+static NAMED_CBS: LazyLock<Callbacks<u32>> =
+    LazyLock::new(|| Callbacks::new("bench.callbacks.by_name"));
+
+#[inline(never)]
+fn register_plain(iters: u64) {
+    let plain = &*PLAIN;
+    for i in 0..iters {
+        drop(black_box(plain.register(move |x| {
+            black_box(x + i as u32);
+        })));
+    }
+}
+
+#[inline(never)]
+fn register_static(iters: u64) {
+    let cbs = &*STATIC_CBS;
+    for i in 0..iters {
+        drop(black_box(cbs.register(move |x| {
+            black_box(x + i as u32);
+        })));
+    }
+}
+
+#[inline(never)]
+fn register_named(iters: u64) {
+    let cbs = &*NAMED_CBS;
+    for i in 0..iters {
+        drop(black_box(cbs.register(move |x| {
+            black_box(x + i as u32);
+        })));
+    }
+}
+
 /// One thread's loop; `#[inline(never)]` so every variant is compiled the same way.
 #[inline(never)]
 fn hammer(v: Variant, iters: u64) {
@@ -118,10 +264,15 @@ fn hammer(v: Variant, iters: u64) {
 /// ns per create+drop with `threads` threads running the loop at once (wall time / per-thread
 /// iterations: each thread does `ITERS`, so perfect scaling keeps the figure flat).
 fn run(v: Variant, threads: usize) -> f64 {
+    run_fn(&|n| hammer(v, n), threads, ITERS)
+}
+
+/// [`run`] for any loop `f(iterations)`.
+fn run_fn(f: &(dyn Fn(u64) + Sync), threads: usize, iters: u64) -> f64 {
     if threads == 1 {
         let t = Instant::now();
-        hammer(v, ITERS);
-        return t.elapsed().as_nanos() as f64 / ITERS as f64;
+        f(iters);
+        return t.elapsed().as_nanos() as f64 / iters as f64;
     }
     // Each thread times its own loop; the round spans from the first start to the last end,
     // so a thread that is descheduled never makes the figure look faster than it was.
@@ -131,10 +282,10 @@ fn run(v: Variant, threads: usize) -> f64 {
             .map(|_| {
                 s.spawn(|| {
                     // Touch the counters once before timing, so one-time set-up is not measured.
-                    hammer(v, 1);
+                    f(1);
                     barrier.wait();
                     let start = Instant::now();
-                    hammer(v, ITERS);
+                    f(iters);
                     (start, Instant::now())
                 })
             })
@@ -143,8 +294,50 @@ fn run(v: Variant, threads: usize) -> f64 {
     });
     let start = spans.iter().map(|s| s.0).min().unwrap();
     let end = spans.iter().map(|s| s.1).max().unwrap();
-    (end - start).as_nanos() as f64 / ITERS as f64
+    (end - start).as_nanos() as f64 / iters as f64
 }
+
+/// A loop to time: its label, the loop, and the target ratio to the group's first (uncounted)
+/// row, if it has one.
+type Row = (&'static str, fn(u64), Option<f64>);
+
+/// Times every row of a group in interleaved rounds and prints each against the first row.
+fn bench_group(title: &str, rows: &[Row], threads: usize, iters: u64) -> bool {
+    let mut best = vec![f64::INFINITY; rows.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, f, _)) in rows.iter().enumerate() {
+            best[i] = best[i].min(run_fn(f, threads, iters));
+        }
+    }
+    println!("{title}, {threads} thread(s), min of {ROUNDS} interleaved rounds x {iters}:");
+    let mut ok = true;
+    for (i, (name, _, target)) in rows.iter().enumerate() {
+        let ratio = best[i] / best[0];
+        let note = match target {
+            Some(t) => {
+                let pass = ratio <= *t;
+                ok &= pass;
+                format!("  target <= {t:.2}x  {}", verdict(pass))
+            }
+            None => String::new(),
+        };
+        println!("  {name:<28} {:>8.2} ns/op  {ratio:>6.2}x{note}", best[i]);
+    }
+    ok
+}
+
+const TOKEN_ROWS: [Row; 4] = [
+    ("untracked Box<64 B>", boxed_untracked, None),
+    ("StaticSeries::static_token", boxed_lean_token, Some(1.25)),
+    ("StaticSeries::token", boxed_static_token, None),
+    ("Token::new(name)", boxed_named_token, None),
+];
+
+const CALLBACK_ROWS: [Row; 3] = [
+    ("uncounted registry", register_plain, None),
+    ("Callbacks::with_series", register_static, Some(1.25)),
+    ("Callbacks::new(name)", register_named, None),
+];
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
@@ -205,14 +398,38 @@ fn main() {
     // `cargo test --benches` runs benches with `--test`-like args; keep that quick.
     if std::env::args().any(|a| a == "--test") {
         hammer(Variant::Tracked, 10);
+        for (_, f, _) in TOKEN_ROWS.iter().chain(&CALLBACK_ROWS) {
+            f(10);
+        }
         println!("counting bench: smoke run ok");
         return;
     }
     countme::enable(true);
     let one = bench_counting(1, 1.10);
     let two = bench_counting(2, 1.25);
+    let mut items = true;
+    for threads in [1, 2] {
+        items &= bench_group(
+            "token create+drop in a boxed 64-byte struct",
+            &TOKEN_ROWS,
+            threads,
+            ITERS,
+        );
+        items &= bench_group(
+            "callback register+unregister",
+            &CALLBACK_ROWS,
+            threads,
+            ITERS / 10,
+        );
+    }
     let snap = bench_snapshot();
     let c = leakwatch::counts::<Tracked>();
     assert_eq!(c.live, 0, "tracked counts must return to zero");
-    println!("overall: {}", verdict(one && two && snap));
+    assert_eq!(TOKENS.counts().live, 0, "token counts must return to zero");
+    assert_eq!(
+        CALLBACKS.counts().live,
+        0,
+        "registrations must return to zero"
+    );
+    println!("overall: {}", verdict(one && two && items && snap));
 }

@@ -16,7 +16,7 @@ use crate::registry::{Registry, Series};
 use crate::scope::{Scope, ScopeClosed};
 use crate::site::SiteLocation;
 use crate::snapshot::SeriesKind;
-use crate::token::Token;
+use crate::token::{StaticSeries, Token};
 
 /// A registered callback. `alive` is cleared on unsubscribe so that an emit which copied the
 /// list before the unsubscribe skips it; generic over `F` only to build it unsized in place.
@@ -29,6 +29,9 @@ type Callback<E> = Arc<Entry<dyn Fn(&E) + Send + Sync>>;
 
 struct Shared<E> {
     series: Arc<Series>,
+    /// Registrations count here instead of in `series` (which keeps the emit totals) when the
+    /// registry was made with [`Callbacks::with_series`].
+    fast: Option<&'static StaticSeries>,
     subscribers: RwLock<BTreeMap<u64, Callback<E>>>,
     next_id: AtomicU64,
 }
@@ -94,12 +97,49 @@ impl<E: 'static> Callbacks<E> {
 
     /// A registry counted under `name` in `registry`.
     pub fn new_in(registry: &Registry, name: &str) -> Self {
+        Self::make(registry, name, None)
+    }
+
+    /// A registry whose registrations count in a `static` series (global registry): a
+    /// registration then costs no more counting than a `#[tracked]` value, where
+    /// [`new`](Self::new) takes a lock for its creation-site table on every register and
+    /// unregister. Deliveries and emits are counted as with `new`.
+    ///
+    /// ```
+    /// use leakwatch::{Callbacks, StaticSeries};
+    ///
+    /// static PRESENCE: StaticSeries = StaticSeries::callbacks("docs.presence.callbacks");
+    ///
+    /// let presence = Callbacks::<u32>::with_series(&PRESENCE);
+    /// let sub = presence.register(|user| assert_eq!(*user, 7));
+    /// assert_eq!(presence.emit(&7), 1);
+    /// let snap = leakwatch::snapshot();
+    /// let s = snap.get("docs.presence.callbacks").unwrap();
+    /// assert_eq!((s.live, s.extra("delivered")), (1, 1));
+    /// drop(sub);
+    /// assert_eq!(PRESENCE.counts().live, 0);
+    /// ```
+    pub fn with_series(series: &'static StaticSeries) -> Self {
+        Self::make(Registry::global(), series.name(), Some(series))
+    }
+
+    fn make(registry: &Registry, name: &str, fast: Option<&'static StaticSeries>) -> Self {
         Callbacks {
             shared: Arc::new(Shared {
                 series: registry.series(SeriesKind::Callbacks, name),
+                fast,
                 subscribers: RwLock::new(BTreeMap::new()),
                 next_id: AtomicU64::new(0),
             }),
+        }
+    }
+
+    /// A token for one registration created at the caller's location.
+    #[track_caller]
+    fn registration_token(&self) -> Token {
+        match self.shared.fast {
+            Some(fast) => fast.token(),
+            None => Token::for_series(self.shared.series.clone(), Location::caller()),
         }
     }
 
@@ -119,7 +159,7 @@ impl<E: 'static> Callbacks<E> {
                 alive: AtomicBool::new(true),
                 f,
             }),
-            Token::for_series(self.shared.series.clone(), Location::caller()),
+            self.registration_token(),
         )
     }
 
@@ -133,7 +173,7 @@ impl<E: 'static> Callbacks<E> {
         f: impl Fn(&E) + Send + Sync + 'static,
     ) -> Result<Subscription, ScopeClosed> {
         let site: SiteLocation = Location::caller();
-        let mut token = Token::for_series(self.shared.series.clone(), site);
+        let mut token = self.registration_token();
         // The token is created first so a refused attempt is visible as created+dropped.
         scope.bind_site(&mut token, site)?;
         Ok(self.insert(
@@ -148,12 +188,9 @@ impl<E: 'static> Callbacks<E> {
     fn insert(&self, f: Callback<E>, token: Token) -> Subscription {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         self.shared.subscribers.write().insert(id, f);
-        let owner: Arc<dyn Unsubscribe> = self.shared.clone();
-        Subscription {
-            id,
-            owner: Arc::downgrade(&owner),
-            token,
-        }
+        // One reference-count update (the weak count), not a clone, downgrade and drop.
+        let owner: Weak<dyn Unsubscribe> = Arc::downgrade(&self.shared) as Weak<Shared<E>>;
+        Subscription { id, owner, token }
     }
 
     /// Calls every registered callback with `event`; returns how many were called.

@@ -98,7 +98,7 @@ pub use snapshot::{
     Snapshot, SnapshotDiff,
 };
 pub use testing::{assert_returns_to, assert_returns_within};
-pub use token::{Named, Token, named, named_in};
+pub use token::{Named, StaticSeries, StaticToken, Token, named, named_in};
 pub use tracked::{Tracked, Tracker, counts};
 pub use watchdog::{Alert, AlertHook, AlertRule, AlertState, Watchdog, WatchdogBuilder};
 

@@ -130,7 +130,10 @@ static TYPES: Mutex<Vec<&'static TypeStats>> = Mutex::new(Vec::new());
 
 pub(crate) fn register_type(stats: &'static TypeStats) {
     let mut types = TYPES.lock();
-    if types.iter().any(|t| t.name() == stats.name()) {
+    if types
+        .iter()
+        .any(|t| t.name() == stats.name() && t.kind() == stats.kind())
+    {
         // Snapshots sum same-named types into one series; say so once per clash, as the
         // user probably meant two series.
         tracing::warn!(

@@ -13,7 +13,160 @@ use std::sync::Arc;
 use crate::registry::{Registry, Series};
 use crate::scope::Binding;
 use crate::site::SiteLocation;
-use crate::snapshot::SeriesKind;
+use crate::snapshot::{Counts, SeriesKind};
+use crate::tracked::TypeStats;
+
+/// A series declared once as a `static`: tokens, named callbacks and callback registrations
+/// counted through it cost what a `#[tracked]` value costs (a thread-local stripe number and a
+/// store in the static's own per-thread slot), instead of a lookup by name, a lock and a
+/// reference count per creation.
+///
+/// ```
+/// use leakwatch::StaticSeries;
+///
+/// static UPLOADS: StaticSeries = StaticSeries::tokens("docs.upload.buffer");
+///
+/// let t = UPLOADS.token();
+/// assert_eq!(leakwatch::snapshot().live("docs.upload.buffer"), 1);
+/// drop(t);
+/// assert_eq!(UPLOADS.counts().live, 0);
+/// ```
+///
+/// Static series are process-wide and appear in the global registry's snapshots (like
+/// `#[tracked]` types), summed with any series of the same name and kind. The creation site
+/// reported for their live items is where the `static` is declared, and its age is sampled
+/// (from the first snapshot that saw items live); use [`Token::new`] where you need each
+/// creation's own line.
+pub struct StaticSeries {
+    stats: TypeStats,
+}
+
+impl StaticSeries {
+    /// A series of [`Token`]s and [`named`] values called `name`.
+    #[track_caller]
+    pub const fn tokens(name: &'static str) -> StaticSeries {
+        StaticSeries {
+            stats: TypeStats::for_series(name, SeriesKind::Token, Location::caller()),
+        }
+    }
+
+    /// A series of callback registrations called `name`, for
+    /// [`Callbacks::with_series`](crate::Callbacks::with_series).
+    #[track_caller]
+    pub const fn callbacks(name: &'static str) -> StaticSeries {
+        StaticSeries {
+            stats: TypeStats::for_series(name, SeriesKind::Callbacks, Location::caller()),
+        }
+    }
+
+    /// The series name.
+    pub fn name(&self) -> &'static str {
+        self.stats.name()
+    }
+
+    /// The kind of series (token or callbacks).
+    pub fn kind(&self) -> SeriesKind {
+        self.stats.kind()
+    }
+
+    /// Counts now.
+    pub fn counts(&self) -> Counts {
+        self.stats.counts()
+    }
+
+    /// A token counted in this series while it lives.
+    #[track_caller]
+    #[inline]
+    pub fn token(&'static self) -> Token {
+        self.stats.on_create();
+        Token {
+            counter: Counter::Static(&self.stats),
+            site: Location::caller(),
+            binding: None,
+        }
+    }
+
+    /// The leanest token: one pointer, no creation site kept, cannot be bound to a scope.
+    /// Creating and dropping one costs what a `#[tracked]` value costs; a [`Token`] from
+    /// [`token`](Self::token) is five words and keeps its creation site.
+    ///
+    /// ```
+    /// static JOBS: leakwatch::StaticSeries = leakwatch::StaticSeries::tokens("docs.jobs");
+    ///
+    /// struct Job {
+    ///     id: u64,
+    ///     _counted: leakwatch::StaticToken,
+    /// }
+    /// let job = Job { id: 1, _counted: JOBS.static_token() };
+    /// assert_eq!((job.id, JOBS.counts().live), (1, 1));
+    /// ```
+    #[inline]
+    pub fn static_token(&'static self) -> StaticToken {
+        self.stats.on_create();
+        StaticToken { stats: &self.stats }
+    }
+
+    /// `f`, counted in this series while it lives (see [`named`]).
+    #[track_caller]
+    pub fn named<F>(&'static self, f: F) -> Named<F> {
+        Named {
+            f,
+            token: self.token(),
+        }
+    }
+}
+
+impl fmt::Debug for StaticSeries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticSeries")
+            .field("name", &self.name())
+            .field("kind", &self.kind())
+            .finish()
+    }
+}
+
+/// A token of a [`StaticSeries`] that is only a count: see [`StaticSeries::static_token`].
+#[must_use = "dropping a StaticToken uncounts it at once"]
+pub struct StaticToken {
+    stats: &'static TypeStats,
+}
+
+impl StaticToken {
+    /// The name this token is counted under.
+    pub fn name(&self) -> &'static str {
+        self.stats.name()
+    }
+}
+
+impl Clone for StaticToken {
+    /// A clone is a new counted item.
+    #[inline]
+    fn clone(&self) -> Self {
+        self.stats.on_create();
+        StaticToken { stats: self.stats }
+    }
+}
+
+impl Drop for StaticToken {
+    #[inline]
+    fn drop(&mut self) {
+        self.stats.on_drop();
+    }
+}
+
+impl fmt::Debug for StaticToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticToken")
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+/// What a token counts in: a registry's series (with a creation-site entry) or a static one.
+enum Counter {
+    Series(Arc<Series>),
+    Static(&'static TypeStats),
+}
 
 /// Counts one live item under a name while it exists (RAII).
 ///
@@ -25,7 +178,7 @@ use crate::snapshot::SeriesKind;
 /// assert_eq!(reg.snapshot().live("upload.buffer"), 0);
 /// ```
 pub struct Token {
-    series: Arc<Series>,
+    counter: Counter,
     site: SiteLocation,
     binding: Option<Binding>,
 }
@@ -62,7 +215,7 @@ impl Token {
         series.items.incr(crate::counter::Half::Up);
         series.sites.add(site);
         Token {
-            series,
+            counter: Counter::Series(series),
             site,
             binding: None,
         }
@@ -70,7 +223,10 @@ impl Token {
 
     /// The name this token is counted under.
     pub fn name(&self) -> &str {
-        &self.series.name
+        match &self.counter {
+            Counter::Series(series) => &series.name,
+            Counter::Static(stats) => stats.name(),
+        }
     }
 
     /// Where this token was created.
@@ -93,23 +249,51 @@ impl Clone for Token {
     /// It is not bound to the original's scope.
     #[track_caller]
     fn clone(&self) -> Self {
-        Token::for_series(self.series.clone(), Location::caller())
+        match &self.counter {
+            Counter::Series(series) => Token::for_series(series.clone(), Location::caller()),
+            Counter::Static(stats) => {
+                stats.on_create();
+                Token {
+                    counter: Counter::Static(stats),
+                    site: Location::caller(),
+                    binding: None,
+                }
+            }
+        }
     }
 }
 
 impl Drop for Token {
+    #[inline]
     fn drop(&mut self) {
+        if let (Counter::Static(stats), None) = (&self.counter, &self.binding) {
+            // The common cheap case, kept small enough to inline.
+            stats.on_drop();
+            return;
+        }
+        self.drop_slow();
+    }
+}
+
+impl Token {
+    #[inline(never)]
+    fn drop_slow(&mut self) {
         // Unbind first so a scope never reports an item that is already gone.
         self.binding.take();
-        self.series.sites.remove(self.site);
-        self.series.items.incr(crate::counter::Half::Down);
+        match &self.counter {
+            Counter::Series(series) => {
+                series.sites.remove(self.site);
+                series.items.incr(crate::counter::Half::Down);
+            }
+            Counter::Static(stats) => stats.on_drop(),
+        }
     }
 }
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Token")
-            .field("name", &self.series.name)
+            .field("name", &self.name())
             .field("site", &crate::site::fmt_location(self.site))
             .field("bound", &self.binding.is_some())
             .finish()
@@ -241,5 +425,34 @@ mod tests {
         }
         assert_eq!(hits, 5);
         assert_eq!(reg.snapshot().live("cb"), 0);
+    }
+
+    static STATIC_TOKENS: StaticSeries = StaticSeries::tokens("token_test.static");
+
+    #[test]
+    fn static_series_tokens_count_in_the_global_snapshot_with_the_declaration_site() {
+        let a = STATIC_TOKENS.token();
+        let b = a.clone();
+        let f = STATIC_TOKENS.named(|x: u32| x + 1);
+        let lean = STATIC_TOKENS.static_token();
+        let lean2 = lean.clone();
+        assert_eq!(STATIC_TOKENS.counts().live, 5);
+        drop((lean, lean2));
+        assert_eq!(f(1), 2);
+        assert_eq!(
+            (a.name(), f.name()),
+            ("token_test.static", "token_test.static")
+        );
+        let snap = Registry::global().snapshot();
+        let s = snap.get("token_test.static").unwrap();
+        assert_eq!((s.kind, s.created, s.live), (SeriesKind::Token, 5, 3));
+        assert_eq!(s.sites.len(), 1);
+        assert!(s.sites[0].location.contains("token.rs"), "{:?}", s.sites);
+        assert_eq!(s.sites[0].live, 3);
+        drop((a, b, f));
+        let c = STATIC_TOKENS.counts();
+        assert_eq!((c.created, c.dropped, c.live), (5, 5, 0));
+        let snap = Registry::global().snapshot();
+        assert!(snap.get("token_test.static").unwrap().sites.is_empty());
     }
 }

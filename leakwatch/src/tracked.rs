@@ -2,7 +2,10 @@
 //! zero-sized [`Tracker`] field that the user writes and the attribute finds.
 
 use std::marker::PhantomData;
+use std::panic::Location;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use crate::counter::{BatchReader, Half, Pair, PairCounter, StripedCounter};
 use crate::registry::record_peak;
@@ -19,10 +22,17 @@ enum Size {
     Unknown,
 }
 
-/// Counters of one `#[tracked]` type. The macro emits one `static` per type.
+/// Counters of one `#[tracked]` type (the macro emits one `static` per type), or of one
+/// [`StaticSeries`](crate::StaticSeries).
 #[doc(hidden)]
 pub struct TypeStats {
     name: &'static str,
+    kind: SeriesKind,
+    /// Where a `StaticSeries` was declared: reported as the creation site of its live items.
+    site: Option<&'static Location<'static>>,
+    /// Milliseconds after [`epoch`] + 1 at which a read first saw items live since the last
+    /// read that saw none (0: none live). Sampled like `peak`.
+    live_since: AtomicU64,
     size: Size,
     counter: StripedCounter,
     /// Set once the type is in the registry.
@@ -52,12 +62,32 @@ impl TypeStats {
     const fn with_size(name: &'static str, size: Size) -> TypeStats {
         TypeStats {
             name,
+            kind: SeriesKind::Type,
+            site: None,
+            live_since: AtomicU64::new(0),
             size,
             counter: StripedCounter::new(),
             registered: AtomicBool::new(false),
             bytes: PairCounter::new_hot(),
             peak: AtomicU64::new(0),
         }
+    }
+
+    /// Counters for a [`StaticSeries`](crate::StaticSeries) of `kind` declared at `site`.
+    pub(crate) const fn for_series(
+        name: &'static str,
+        kind: SeriesKind,
+        site: &'static Location<'static>,
+    ) -> TypeStats {
+        let mut stats = TypeStats::with_size(name, Size::Unknown);
+        stats.kind = kind;
+        stats.site = Some(site);
+        stats
+    }
+
+    /// The kind of series these counters are reported as.
+    pub(crate) fn kind(&self) -> SeriesKind {
+        self.kind
     }
 
     /// Series name of the type.
@@ -135,16 +165,45 @@ impl TypeStats {
     pub(crate) fn snapshot(&self, reader: &BatchReader) -> SeriesSnapshot {
         let pair = self.counter.read_batch(reader);
         let live = pair.live();
+        let sites = match self.site {
+            Some(site) if live > 0 => vec![crate::Site {
+                location: crate::site::fmt_location(site),
+                live,
+                age_ms: self.live_for_ms(),
+            }],
+            _ => {
+                self.live_since.store(0, Ordering::Relaxed);
+                Vec::new()
+            }
+        };
         SeriesSnapshot {
             name: self.name.to_owned(),
-            kind: SeriesKind::Type,
+            kind: self.kind,
             created: pair.up,
             dropped: pair.down,
             live,
             peak: record_peak(&self.peak, pair),
             live_bytes: self.live_bytes(live, |c| reader.read(c)),
-            extra: Default::default(),
-            sites: Vec::new(),
+            extra: self
+                .kind
+                .extra_names()
+                .iter()
+                .map(|n| ((*n).to_owned(), 0))
+                .collect(),
+            sites,
+        }
+    }
+
+    /// How long items have been live, as far as reads have seen (the first read that found
+    /// some after one that found none starts the clock).
+    fn live_for_ms(&self) -> u64 {
+        let now = epoch().elapsed().as_millis() as u64 + 1;
+        match self
+            .live_since
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => 0,
+            Err(since) => now.saturating_sub(since),
         }
     }
 
@@ -190,6 +249,12 @@ impl TypeStats {
             Err(_) => panic!("series name is not UTF-8"),
         }
     }
+}
+
+/// The clock `TypeStats::live_since` counts from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// A type whose instances are counted. Implemented by `#[leakwatch::tracked]`; do not
