@@ -238,7 +238,7 @@ impl Registry {
     /// [`SeriesKind::Gauge`], metric `live.<name>`) until the returned handle is dropped.
     /// `read` returns `None` when it has no value (the series is then absent from that
     /// snapshot); it runs on the thread taking the snapshot, so it must be quick. See
-    /// [`crate::process`] and, with the `tokio` feature, [`crate::runtime`] for ready-made ones.
+    /// [`crate::process`] and, with the `tokio` feature, the `runtime` module for ready-made ones.
     pub fn gauge(
         &self,
         name: &str,
