@@ -85,7 +85,11 @@ impl<A> CountingAlloc<A> {
 }
 
 fn on_alloc(size: usize) {
-    ACTIVE.store(true, Ordering::Relaxed);
+    // Load first: a store on every allocation would make every thread write this one cache
+    // line (and steal it from the others); after the first allocation it is only read.
+    if !ACTIVE.load(Ordering::Relaxed) {
+        ACTIVE.store(true, Ordering::Relaxed);
+    }
     let s = stripe();
     s.allocated.fetch_add(size as u64, Ordering::Relaxed);
     s.allocations.fetch_add(1, Ordering::Relaxed);
