@@ -1,18 +1,21 @@
 //! Recent samples of every series, bounded: what a dashboard or an alert's reader looks at.
 //!
-//! Memory: one shared ring of timestamps plus, per series, a ring of `f32` values of the same
-//! length. With the default 300 samples that is 1.2 KB per series (about 48 MB for 10,000
-//! series' 40,000 flattened metrics), plus the name. A series absent for a full ring length is
-//! forgotten. Rings are indexed by the interned metric id, so a tick costs no hashing.
+//! Memory: one column per tick holding that tick's value of every flattened metric as `f32`,
+//! indexed by the interned metric id. With the default 300 ticks that is 1.2 KB per metric
+//! (about 48 MB for 10,000 series' 40,000 flattened metrics), plus the names. A tick writes one
+//! contiguous column (recycling the oldest), so appending 40,000 values touches 160 KB in
+//! order instead of one cache line in each of 40,000 separate rings; reading one series walks
+//! the columns, which only readers (dashboards, tests) do. A series absent for a full history
+//! length is forgotten.
 
 use std::collections::{HashMap, VecDeque};
 
 use crate::snapshot::FlatMetric;
 
-struct Ring {
-    values: VecDeque<f32>,
-    /// Tick index of the newest value, to align with the shared time ring.
-    last_tick: u64,
+/// One tick: its time and every metric's value by id (`NaN`: absent at that tick).
+struct Column {
+    t: f64,
+    values: Vec<f32>,
 }
 
 /// Samples of several series read at once by [`Watchdog::samples_since`](super::Watchdog::samples_since).
@@ -29,9 +32,14 @@ pub struct Samples {
 /// Bounded per-series history.
 pub(crate) struct History {
     capacity: usize,
-    times: VecDeque<f64>,
+    /// The last `capacity` ticks, oldest first.
+    columns: VecDeque<Column>,
     tick: u64,
-    rings: Vec<Option<Ring>>,
+    /// Per metric id: the tick of its newest value (0: none).
+    last_tick: Vec<u64>,
+    /// Per metric id: whether `index` holds its name (checked per value, so a tick costs no
+    /// hashing).
+    known: Vec<bool>,
     index: HashMap<String, u32>,
 }
 
@@ -39,9 +47,10 @@ impl History {
     pub(crate) fn new(capacity: usize) -> Self {
         History {
             capacity: capacity.max(1),
-            times: VecDeque::new(),
+            columns: VecDeque::new(),
             tick: 0,
-            rings: Vec::new(),
+            last_tick: Vec::new(),
+            known: Vec::new(),
             index: HashMap::new(),
         }
     }
@@ -49,31 +58,36 @@ impl History {
     /// Appends one tick.
     pub(crate) fn push(&mut self, t: f64, metrics: &[FlatMetric<'_>]) {
         self.tick += 1;
-        if self.times.len() == self.capacity {
-            self.times.pop_front();
-        }
-        self.times.push_back(t);
+        let width = metrics
+            .iter()
+            .map(|m| m.id as usize + 1)
+            .max()
+            .unwrap_or(0)
+            .max(self.last_tick.len());
+        self.last_tick.resize(width, 0);
+        self.known.resize(width, false);
+        let mut column = if self.columns.len() == self.capacity {
+            self.columns.pop_front().expect("capacity >= 1")
+        } else {
+            Column {
+                t,
+                values: Vec::new(),
+            }
+        };
+        column.t = t;
+        column.values.clear();
+        column.values.resize(width, f32::NAN);
         for m in metrics {
             let i = m.id as usize;
-            if i >= self.rings.len() {
-                self.rings.resize_with(i + 1, || None);
-            }
-            let ring = self.rings[i].get_or_insert_with(|| {
+            column.values[i] = m.value as f32;
+            self.last_tick[i] = self.tick;
+            if !self.known[i] {
+                self.known[i] = true;
                 self.index.insert(m.name.to_owned(), m.id);
-                Ring {
-                    values: VecDeque::new(),
-                    last_tick: self.tick - 1,
-                }
-            });
-            // Ticks where the series was absent are filled with NaN so values stay aligned.
-            let gap = (self.tick - ring.last_tick).saturating_sub(1) as usize;
-            for _ in 0..gap.min(self.capacity) {
-                push_bounded(&mut ring.values, f32::NAN, self.capacity);
             }
-            push_bounded(&mut ring.values, m.value as f32, self.capacity);
-            ring.last_tick = self.tick;
         }
-        // Sweeping once per ring length is enough to bound memory.
+        self.columns.push_back(column);
+        // Sweeping once per history length is enough to bound the names kept.
         if self.tick.is_multiple_of(self.capacity as u64) {
             self.forget_absent();
         }
@@ -81,15 +95,19 @@ impl History {
 
     fn forget_absent(&mut self) {
         let (tick, cap) = (self.tick, self.capacity as u64);
-        let rings = &mut self.rings;
+        let (last_tick, known) = (&self.last_tick, &mut self.known);
         self.index.retain(|_, id| {
-            let slot = &mut rings[*id as usize];
-            let keep = slot.as_ref().is_some_and(|r| tick - r.last_tick < cap);
+            let keep = tick - last_tick[*id as usize] < cap;
             if !keep {
-                *slot = None;
+                known[*id as usize] = false;
             }
             keep
         });
+    }
+
+    /// The value of metric `id` in column `c`, if present there.
+    fn value(&self, c: &Column, id: u32) -> Option<f32> {
+        c.values.get(id as usize).copied().filter(|v| !v.is_nan())
     }
 
     /// `(t, value)` pairs of `name`, oldest first (absent ticks skipped).
@@ -100,29 +118,15 @@ impl History {
     /// `(t, value)` pairs of `name` with `t > since`, oldest first (absent ticks skipped);
     /// `None` when `name` has no history.
     pub(crate) fn get_since(&self, name: &str, since: f64) -> Option<Vec<(f64, f64)>> {
-        let ring = self
-            .index
-            .get(name)
-            .and_then(|id| self.rings[*id as usize].as_ref())?;
-        // The ring's newest value belongs to tick `last_tick`; walk back through the times,
-        // stopping at `since` so a poll for the last few samples costs only those.
-        let newest_offset = (self.tick - ring.last_tick) as usize;
-        let n_times = self.times.len();
-        let mut out: Vec<(f64, f64)> = ring
-            .values
+        let id = *self.index.get(name)?;
+        // Walk back from the newest tick, stopping at `since`, so a poll for the last few
+        // samples costs only those.
+        let mut out: Vec<(f64, f64)> = self
+            .columns
             .iter()
             .rev()
-            .enumerate()
-            .map_while(|(i, v)| {
-                let back = i + newest_offset;
-                if back >= n_times {
-                    return None;
-                }
-                let t = self.times[n_times - 1 - back];
-                (t > since).then_some((t, *v))
-            })
-            .filter(|(_, v)| !v.is_nan())
-            .map(|(t, v)| (t, f64::from(v)))
+            .take_while(|c| c.t > since)
+            .filter_map(|c| self.value(c, id).map(|v| (c.t, f64::from(v))))
             .collect();
         out.reverse();
         Some(out)
@@ -130,7 +134,7 @@ impl History {
 
     /// Time of the newest tick, if any.
     pub(crate) fn newest_time(&self) -> Option<f64> {
-        self.times.back().copied()
+        self.columns.back().map(|c| c.t)
     }
 
     /// Name and newest value of every series whose name passes `filter`, sorted by name.
@@ -140,9 +144,9 @@ impl History {
             .iter()
             .filter(|(name, _)| filter(name))
             .filter_map(|(name, id)| {
-                // The newest value is never a gap filler: gaps are only written before a value.
-                let v = self.rings[*id as usize].as_ref()?.values.back()?;
-                Some((name.clone(), f64::from(*v)))
+                let back = (self.tick - self.last_tick[*id as usize]) as usize;
+                let c = self.columns.iter().rev().nth(back)?;
+                Some((name.clone(), f64::from(self.value(c, *id)?)))
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -155,13 +159,6 @@ impl History {
         v.sort();
         v
     }
-}
-
-fn push_bounded(q: &mut VecDeque<f32>, v: f32, cap: usize) {
-    if q.len() == cap {
-        q.pop_front();
-    }
-    q.push_back(v);
 }
 
 #[cfg(test)]
@@ -223,5 +220,22 @@ mod tests {
         h.push(1.0, &[m(0, "a", 1.0)]);
         h.push(2.0, &[m(0, "a", 2.0), m(1, "b", 20.0)]);
         assert_eq!(h.get("b"), vec![(2.0, 20.0)]);
+    }
+
+    #[test]
+    fn a_forgotten_series_comes_back_without_stale_values() {
+        let mut h = History::new(2);
+        h.push(1.0, &[m(0, "a", 1.0), m(1, "b", 10.0)]);
+        for t in 2..=4 {
+            h.push(f64::from(t), &[m(0, "a", f64::from(t))]);
+        }
+        assert_eq!(h.get_since("b", 0.0), None, "forgotten");
+        h.push(5.0, &[m(1, "b", 50.0)]);
+        assert_eq!(h.get("b"), vec![(5.0, 50.0)]);
+        assert_eq!(h.get("a"), vec![(4.0, 4.0)]);
+        assert_eq!(
+            h.latest(|_| true),
+            vec![("a".to_owned(), 4.0), ("b".to_owned(), 50.0)]
+        );
     }
 }
