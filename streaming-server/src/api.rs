@@ -78,6 +78,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/client", get(client_page))
         .route("/debug/leakwatch", get(debug_snapshot))
+        .route("/debug/leakwatch/ui", get(dashboard))
+        .route("/debug/leakwatch/ui/data", get(dashboard))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -241,6 +243,31 @@ async fn debug_snapshot(
     debug_allowed(&app, peer, &headers, &uri)?;
     let snap = app.metrics.registry.snapshot();
     Ok(axum::Json(snap).into_response())
+}
+
+/// The leakwatch dashboard's page and its JSON endpoint (`.../ui/data`).
+async fn dashboard(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    debug_allowed(&app, peer, &headers, &uri)?;
+    let Some(ui) = app.dashboard.lock().clone() else {
+        return Err(ApiError::new(
+            &app,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "not_found",
+            "no watchdog runs in this server, so there is no dashboard",
+        ));
+    };
+    let res = if uri.path().ends_with("/data") {
+        ui.data(uri.query())
+    } else {
+        ui.page()
+    };
+    Ok(res.map(axum::body::Body::from))
 }
 
 async fn client_page() -> Html<&'static str> {

@@ -36,6 +36,9 @@ pub struct App {
     pub(crate) lost: Arc<Mutex<HashMap<StreamId, StreamGuard>>>,
     /// Becomes true when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// The live dashboard over the watchdog, while one runs (taken out at shutdown so the
+    /// watchdog can stop).
+    pub(crate) dashboard: Mutex<Option<leakwatch_dashboard::Dashboard>>,
     next_stream: AtomicU64,
 }
 
@@ -70,6 +73,7 @@ impl App {
             metrics,
             lost: Arc::new(Mutex::new(HashMap::new())),
             shutdown,
+            dashboard: Mutex::new(None),
             next_stream: AtomicU64::new(1),
         }
     }

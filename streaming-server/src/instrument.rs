@@ -156,6 +156,38 @@ impl Metrics {
     }
 }
 
+/// The series that measures load: counts that rise and fall with it are not leaks.
+pub const LOAD: &str = "live.http.streams";
+
+/// The dashboard at `/debug/leakwatch/ui`, laid out as the seed's team looked at it: memory,
+/// delivery volume, HTTP status codes, and callbacks against connections.
+pub fn dashboard(watchdog: Arc<leakwatch::Watchdog>) -> leakwatch_dashboard::Dashboard {
+    use leakwatch_dashboard::{Dashboard, Group};
+    Dashboard::builder(watchdog)
+        .title("streaming-server: leakwatch")
+        .groups([
+            Group::values("Memory", ["memory.*_bytes"]).bytes(),
+            Group::rates(
+                "Delivery volume (per second)",
+                ["count.delivered.*", "delivered.*"],
+            ),
+            Group::rates("HTTP status codes (per second)", ["count.http.status.*"]),
+            Group::exact(
+                "Callbacks against connections",
+                [
+                    "live.presence.callbacks",
+                    "live.presence.expected_callbacks",
+                    "live.http.streams",
+                    "live.stream",
+                    "live.process.sockets",
+                    "live.tokio.alive_tasks",
+                ],
+            ),
+        ])
+        .build()
+        .expect("the built-in layout is valid")
+}
+
 /// How long a divergence must persist before it is an alert. Short enough to catch either
 /// seed bug within a minute; long enough that a burst of opens or closes sampled mid-way
 /// (a callback registered a moment before its stream counts as open) never fires.

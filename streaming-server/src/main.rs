@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use streaming_server::config::ServeArgs;
 use streaming_server::fixture::Fixture;
 use streaming_server::server::{Server, Watching};
+use streaming_server::simulate::{SimArgs, Simulation};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Serve the streaming API.
     Serve(Box<ServeArgs>),
+    /// Drive a running server with simulated clients and check what they receive.
+    Simulate(Box<SimArgs>),
     /// Print a generated fixture (JSON) to stdout.
     Fixture {
         /// Number of users.
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => runtime().block_on(serve(*args)),
+        Command::Simulate(args) => runtime().block_on(simulate(*args)),
     }
 }
 
@@ -105,6 +109,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         statsd: args.statsd.clone(),
         record: args.record.clone(),
         log_alerts: true,
+        on_alert: None,
     };
     let server = match Server::start(config, fixture, leakwatch::Registry::global(), watching).await
     {
@@ -125,6 +130,27 @@ async fn serve(args: ServeArgs) -> ExitCode {
         "stopped"
     );
     ExitCode::SUCCESS
+}
+
+async fn simulate(args: SimArgs) -> ExitCode {
+    match Simulation::run_from_args(&args).await {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+            if report.violations() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("streaming-server simulate: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -15,8 +15,11 @@ use crate::config::Config;
 use crate::fixture::{Directory, Fixture};
 use crate::instrument::{self, Metrics};
 
+/// A function every alert is handed to.
+pub type AlertFn = Arc<dyn Fn(&leakwatch::Alert) + Send + Sync>;
+
 /// How the server watches itself.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Watching {
     /// Sampling interval of the watchdog (`None`: no watchdog).
     pub interval: Option<Duration>,
@@ -28,6 +31,8 @@ pub struct Watching {
     pub record: Option<PathBuf>,
     /// Log alerts through `tracing`.
     pub log_alerts: bool,
+    /// Also hand every alert to this function (on the watchdog's hook thread).
+    pub on_alert: Option<AlertFn>,
 }
 
 /// Why a server could not start.
@@ -55,7 +60,7 @@ pub struct Server {
     pub app: Arc<App>,
     /// The bound address.
     pub addr: std::net::SocketAddr,
-    watchdog: Option<Watchdog>,
+    watchdog: Option<Arc<Watchdog>>,
     reaper: Option<Reaper>,
     statsd: Option<leakwatch::statsd::StatsdExporter>,
     shutdown: watch::Sender<bool>,
@@ -106,6 +111,8 @@ impl Server {
                 for rule in instrument::rules() {
                     b = b.divergence(rule);
                 }
+                // Counts that rise with open streams are load, not leaks.
+                b = b.load_series(instrument::LOAD);
                 if watching.log_alerts {
                     b = b.log_alerts();
                 }
@@ -123,9 +130,15 @@ impl Server {
                     b = b.on_sample(exporter.sampler()).hook(exporter.clone());
                     statsd = Some(exporter);
                 }
-                Some(b.start()?)
+                if let Some(hook) = watching.on_alert.clone() {
+                    b = b.hook(move |a: &leakwatch::Alert| hook(a));
+                }
+                Some(Arc::new(b.start()?))
             }
         };
+        if let Some(w) = &watchdog {
+            *app.dashboard.lock() = Some(instrument::dashboard(w.clone()));
+        }
         let router = crate::api::router(app.clone());
         let accept = tokio::spawn(crate::accept::accept_loop(app.clone(), listener, router));
         Ok(Server {
@@ -142,7 +155,7 @@ impl Server {
 
     /// The watchdog, if one runs.
     pub fn watchdog(&self) -> Option<&Watchdog> {
-        self.watchdog.as_ref()
+        self.watchdog.as_deref()
     }
 
     /// Closes every stream, waits up to `deadline` for them to drain, stops the reaper and the
@@ -161,8 +174,23 @@ impl Server {
         drop(lost);
         let streams_left = streams.open_count();
         drop(self.reaper);
-        if let Some(w) = self.watchdog {
-            tokio::task::spawn_blocking(move || w.stop()).await.ok();
+        drop(self.app.dashboard.lock().take());
+        if let Some(mut w) = self.watchdog {
+            // A dashboard request in flight may hold the watchdog a moment longer.
+            let stop_by = Instant::now() + Duration::from_secs(1);
+            let w = loop {
+                match Arc::try_unwrap(w) {
+                    Ok(w) => break Some(w),
+                    Err(shared) if Instant::now() < stop_by => {
+                        w = shared;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(_) => break None,
+                }
+            };
+            if let Some(w) = w {
+                let _ = tokio::task::spawn_blocking(move || w.stop()).await;
+            }
         }
         if let Some(s) = self.statsd {
             let _ = tokio::task::spawn_blocking(move || s.flush(Duration::from_secs(1))).await;

@@ -57,6 +57,8 @@ pub struct StreamShared {
     cap: usize,
     queue: Mutex<Queue>,
     notify: Notify,
+    /// Signalled on overflow, so a write blocked on a full socket gives up at once.
+    overflow: Notify,
     /// The newest presence id queued, so a change seen through two shared flows is sent once.
     last_presence: AtomicU64,
     /// Where the seed's buggy 1-to-1 completion keeps its registrations (see `faults`).
@@ -80,6 +82,7 @@ impl StreamShared {
             cap: cap.max(1),
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
+            overflow: Notify::new(),
             last_presence: AtomicU64::new(0),
             late: Mutex::new(LateSubs::default()),
             tracker: Tracker::new(),
@@ -103,7 +106,10 @@ impl StreamShared {
             return Push::Closed;
         }
         let result = if q.frames.len() >= self.cap + q.allowance {
-            q.overflowed = true;
+            if !q.overflowed {
+                q.overflowed = true;
+                self.overflow.notify_one();
+            }
             Push::Overflow
         } else {
             q.frames.push_back(frame.clone());
@@ -383,7 +389,7 @@ pub async fn run(app: Arc<App>, mut sock: TcpStream, open: OpenStream) {
                     Ok(f) => f,
                     Err(cause) => break cause,
                 };
-                if let Err(cause) = write_frames(&mut sock, frames, &app).await {
+                if let Err(cause) = write_frames(&mut sock, frames, &app, &shared).await {
                     break cause;
                 }
             }
@@ -456,17 +462,27 @@ async fn write_frames(
     sock: &mut TcpStream,
     frames: VecDeque<Bytes>,
     app: &App,
+    shared: &StreamShared,
 ) -> Result<(), Cause> {
-    match frames.len() {
-        0 => Ok(()),
-        1 => write_with_timeout(sock, &frames[0], app).await,
-        _ => {
-            let mut buf = Vec::with_capacity(frames.iter().map(|f| f.len()).sum());
-            for f in &frames {
-                buf.extend_from_slice(f);
+    let write = async {
+        match frames.len() {
+            0 => Ok(()),
+            1 => write_with_timeout(sock, &frames[0], app).await,
+            _ => {
+                let mut buf = Vec::with_capacity(frames.iter().map(|f| f.len()).sum());
+                for f in &frames {
+                    buf.extend_from_slice(f);
+                }
+                write_with_timeout(sock, &buf, app).await
             }
-            write_with_timeout(sock, &buf, app).await
         }
+    };
+    // A client that stops reading blocks this write once the kernel's buffers are full; the
+    // queue then overflows, and the stream closes as a slow consumer without waiting for
+    // the write timeout.
+    tokio::select! {
+        r = write => r,
+        _ = shared.overflow.notified() => Err(Cause::SlowConsumer),
     }
 }
 
