@@ -295,7 +295,7 @@ async fn presence_goes_only_to_those_who_can_see_and_only_changes() {
     for s in [&mut bob, &mut dan, &mut eve, &mut fay] {
         s.collect(Duration::from_millis(100), 100).await;
     }
-    let mut ann = Sse::connect(a, ANN, "acme/main&active=idle").await;
+    let ann = Sse::connect(a, ANN, "acme/main&active=idle").await;
     assert_eq!(ann.status, 200);
     for (name, s) in [("bob", &mut bob), ("dan", &mut dan), ("eve", &mut eve)] {
         let e = s

@@ -23,10 +23,12 @@ pub async fn start_with(
     registry: &leakwatch::Registry,
     tweak: impl FnOnce(&mut ServeArgs),
 ) -> Server {
-    let mut args = ServeArgs::default();
-    args.addr = "127.0.0.1:0".parse().unwrap();
-    args.one_to_one_latency_ms = 20;
-    args.heartbeat = Duration::from_secs(5);
+    let mut args = ServeArgs {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        one_to_one_latency_ms: 20,
+        heartbeat: Duration::from_secs(5),
+        ..ServeArgs::default()
+    };
     tweak(&mut args);
     Server::start(
         args.config().unwrap(),
