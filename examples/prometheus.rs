@@ -1,6 +1,7 @@
 //! The same leakwatch series scraped by Prometheus: the facade bridge publishes every series
 //! through the `metrics` crate, and `metrics-exporter-prometheus` renders them in the text
-//! exposition format (names `leakwatch_live_presence_Watch`, `leakwatch_created_...`).
+//! exposition format: one metric per kind with the series as a label
+//! (`leakwatch_live{series="presence.Watch"}`, `leakwatch_created_total{series=..}`).
 //!
 //! ```text
 //! cargo run --example prometheus
