@@ -78,6 +78,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/client", get(client_page))
         .route("/debug/leakwatch", get(debug_snapshot))
+        .route("/debug/streams/close", post(cut_streams))
         .route("/debug/leakwatch/ui", get(dashboard))
         .route("/debug/leakwatch/ui/data", get(dashboard))
         .fallback(not_found)
@@ -243,6 +244,18 @@ async fn debug_snapshot(
     debug_allowed(&app, peer, &headers, &uri)?;
     let snap = app.metrics.registry.snapshot();
     Ok(axum::Json(snap).into_response())
+}
+
+/// Ends every open stream (clients resume with Last-Event-ID), e.g. before a deploy.
+async fn cut_streams(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    debug_allowed(&app, peer, &headers, &uri)?;
+    let closed = app.cut_streams();
+    Ok(axum::Json(json!({ "closed": closed })).into_response())
 }
 
 /// The leakwatch dashboard's page and its JSON endpoint (`.../ui/data`).

@@ -39,6 +39,8 @@ pub struct App {
     /// The live dashboard over the watchdog, while one runs (taken out at shutdown so the
     /// watchdog can stop).
     pub(crate) dashboard: Mutex<Option<leakwatch_dashboard::Dashboard>>,
+    /// Bumped by `POST /debug/streams/close`: every open stream ends (clients resume).
+    pub(crate) cut: watch::Sender<u64>,
     next_stream: AtomicU64,
 }
 
@@ -74,12 +76,21 @@ impl App {
             lost: Arc::new(Mutex::new(HashMap::new())),
             shutdown,
             dashboard: Mutex::new(None),
+            cut: watch::Sender::new(0),
             next_stream: AtomicU64::new(1),
         }
     }
 
     pub(crate) fn next_stream_id(&self) -> StreamId {
         self.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Ends every open stream (as for a deploy); their clients resume with Last-Event-ID.
+    /// Returns how many were open.
+    pub fn cut_streams(&self) -> usize {
+        let open = self.metrics.streams.open_count();
+        self.cut.send_modify(|g| *g += 1);
+        open
     }
 
     /// Streams whose close was lost (close-race fault) and not yet reaped.

@@ -175,17 +175,20 @@ pub enum Cause {
     Shutdown,
     /// Answered 409 (resume impossible) before streaming.
     Resync,
+    /// Ended by `POST /debug/streams/close`.
+    Cut,
 }
 
 impl Cause {
     /// Every cause, for registering counters up front.
-    pub const ALL: [Cause; 6] = [
+    pub const ALL: [Cause; 7] = [
         Cause::ClientClosed,
         Cause::Aborted,
         Cause::Dead,
         Cause::SlowConsumer,
         Cause::Shutdown,
         Cause::Resync,
+        Cause::Cut,
     ];
 
     /// Counter label.
@@ -197,12 +200,15 @@ impl Cause {
             Cause::SlowConsumer => "slow_consumer",
             Cause::Shutdown => "shutdown",
             Cause::Resync => "resync",
+            Cause::Cut => "cut",
         }
     }
 
     fn reason(self) -> CloseReason {
         match self {
-            Cause::ClientClosed | Cause::Shutdown | Cause::Resync => CloseReason::Normal,
+            Cause::ClientClosed | Cause::Shutdown | Cause::Resync | Cause::Cut => {
+                CloseReason::Normal
+            }
             Cause::Aborted => CloseReason::Aborted,
             Cause::Dead => CloseReason::Dead,
             Cause::SlowConsumer => CloseReason::Error,
@@ -376,6 +382,7 @@ pub async fn run(app: Arc<App>, mut sock: TcpStream, open: OpenStream) {
     let mut lookup_pending = true;
     let mut scratch = [0u8; 64];
     let already_down = *shutdown.borrow_and_update();
+    let mut cut = app.cut.subscribe();
     guard.cause = loop {
         if already_down {
             break Cause::Shutdown;
@@ -384,6 +391,7 @@ pub async fn run(app: Arc<App>, mut sock: TcpStream, open: OpenStream) {
             biased;
             // Only ever changes to true (or the server is gone): either way, stop.
             _ = shutdown.changed() => break Cause::Shutdown,
+            _ = cut.changed() => break Cause::Cut,
             _ = shared.notify.notified() => {
                 let frames = match shared.take() {
                     Ok(f) => f,
