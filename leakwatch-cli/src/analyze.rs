@@ -35,8 +35,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use leakwatch::MetricKind;
 use leakwatch::recording::Record;
-use leakwatch::watchdog::RuleConfig;
+use leakwatch::watchdog::{RuleConfig, UnmatchedRule, unmatched_rules};
 use leakwatch_detect::{
     CeilingRule, DivergenceRule, Engine, Finding, FindingState, RuleKind, RuleSet, Selector,
 };
@@ -272,7 +273,19 @@ pub struct Analysis {
     pub episodes: Vec<Episode>,
     /// Alerts written in the input.
     pub alerts: Vec<RecordedAlert>,
+    /// Rules that judged nothing: none of the series they name or select is in the input.
+    pub unmatched: Vec<UnmatchedRule>,
+    /// Up to [`NAMES_KEPT`] series names seen, in name order (for suggestions).
+    pub names: Vec<String>,
+    /// Growth-watched series the input declares as counters (running totals, which always
+    /// rise): their growth says nothing about a leak.
+    pub counters_watched: Vec<String>,
+    /// Recording files whose last line was cut off mid-object and skipped.
+    pub truncated: Vec<std::path::PathBuf>,
 }
+
+/// How many series names an [`Analysis`] keeps for its suggestions.
+pub const NAMES_KEPT: usize = 40;
 
 impl Analysis {
     /// Findings still firing at the end of the input.
@@ -299,8 +312,12 @@ pub fn analyze(source: &mut Source, rules: RuleSet) -> Result<Analysis, Error> {
         span: None,
         episodes: Vec::new(),
         alerts: Vec::new(),
+        unmatched: Vec::new(),
+        names: Vec::new(),
+        counters_watched: Vec::new(),
+        truncated: Vec::new(),
     };
-    for record in source {
+    for record in &mut *source {
         match record? {
             Record::Tick { t, values } => {
                 analysis.ticks += 1;
@@ -339,6 +356,15 @@ pub fn analyze(source: &mut Source, rules: RuleSet) -> Result<Analysis, Error> {
     }
     analysis.series = names.len();
     analysis.episodes = episodes;
+    analysis.unmatched = unmatched_rules(engine.rules(), names.iter().map(String::as_str));
+    analysis.counters_watched = names
+        .iter()
+        .filter(|n| engine.rules().growth.iter().any(|g| g.series.matches(n)))
+        .filter(|n| source.kind(n) == Some(MetricKind::Counter))
+        .cloned()
+        .collect();
+    analysis.names = names.into_iter().take(NAMES_KEPT).collect();
+    analysis.truncated = source.truncated().to_vec();
     Ok(analysis)
 }
 
@@ -361,6 +387,10 @@ pub fn run(args: &Args, quiet: bool) -> Result<bool, Error> {
     }
     let stdout = &mut std::io::stdout().lock();
     let written = if args.json {
+        // One JSON object on stdout; what was not judged goes to stderr.
+        for note in report::notes(&analysis) {
+            eprintln!("leakwatch: note: {note}");
+        }
         report::write_json(stdout, &source.meta, &analysis)
     } else {
         report::write_text(stdout, &source.meta, &rules, &analysis)

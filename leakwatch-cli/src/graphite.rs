@@ -25,8 +25,10 @@ use serde::Deserialize;
 
 /// How long one render request may take, connect to last byte.
 const TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest response body read (a week of 1 s points for ~100 series is ~60 MB of JSON).
-const MAX_BODY: u64 = 256 * 1024 * 1024;
+/// Largest response body read (a week of 1 s points for ~100 series is ~60 MB of JSON). The
+/// body is held while it is parsed, then only the points (24 bytes each): reading takes
+/// about twice the answer's size in memory at most.
+pub const MAX_BODY: u64 = 256 * 1024 * 1024;
 
 /// One series as graphite-web rendered it.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +56,26 @@ pub enum GraphiteError {
         url: String,
         /// The transport error.
         reason: String,
+    },
+    /// Something answered at the address, but not graphite-web over HTTP (not HTTP at all,
+    /// a connection closed mid-answer, an answer that is not text).
+    #[error(
+        "the answer from {url} is not graphite-web's: {reason} (is this graphite-web's address?)"
+    )]
+    BadAnswer {
+        /// The request URL.
+        url: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
+    /// The answer is larger than [`MAX_BODY`] bytes.
+    #[error(
+        "graphite-web's answer from {url} is larger than {} MiB: narrow --from/--until or the targets",
+        MAX_BODY / (1024 * 1024)
+    )]
+    TooLarge {
+        /// The request URL.
+        url: String,
     },
     /// graphite-web answered with an error status (a bad target expression gives 400/500).
     #[error("graphite-web answered {status} for {url}: {body}")]
@@ -109,20 +131,18 @@ pub fn fetch<T: AsRef<str>>(
         req = req.query("until", u);
     }
     let shown = describe(&url, targets, from);
-    let mut resp = req.call().map_err(|e| GraphiteError::Unreachable {
-        url: shown.clone(),
-        reason: e.to_string(),
-    })?;
+    let mut resp = req.call().map_err(|e| classify(e, &shown))?;
     let status = resp.status().as_u16();
     let body = resp
         .body_mut()
         .with_config()
         .limit(MAX_BODY)
-        .read_to_string()
-        .map_err(|e| GraphiteError::Unreachable {
-            url: shown.clone(),
-            reason: format!("reading the answer: {e}"),
-        })?;
+        .read_to_vec()
+        .map_err(|e| classify(e, &shown))?;
+    let body = String::from_utf8(body).map_err(|e| GraphiteError::BadAnswer {
+        url: shown.clone(),
+        reason: format!("the body is not text ({e})"),
+    })?;
     if status != 200 {
         let mut body = body.trim().to_owned();
         if let Some((i, _)) = body.char_indices().nth(300) {
@@ -135,7 +155,54 @@ pub fn fetch<T: AsRef<str>>(
             body,
         });
     }
-    parse_render_json(&body).map_err(|reason| GraphiteError::Json { url: shown, reason })
+    parse_render_json(&body).map_err(|reason| GraphiteError::Json {
+        url: shown,
+        reason: format!("{reason}; it starts with {:?}", start_of(&body, 80)),
+    })
+}
+
+/// Sorts a failed request: nobody answering is `Unreachable`; anything else that answered
+/// at the address (not HTTP, closed mid-answer, too large) says so.
+fn classify(e: ureq::Error, url: &str) -> GraphiteError {
+    use std::io::ErrorKind;
+    let url = url.to_owned();
+    match e {
+        ureq::Error::BodyExceedsLimit(_) => GraphiteError::TooLarge { url },
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(_) => {
+            GraphiteError::Unreachable {
+                url,
+                reason: e.to_string(),
+            }
+        }
+        ureq::Error::Io(ref io)
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::TimedOut
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::NotConnected
+            ) =>
+        {
+            GraphiteError::Unreachable {
+                url,
+                reason: e.to_string(),
+            }
+        }
+        other => GraphiteError::BadAnswer {
+            url,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The first `n` characters of `s`, with `…` when cut.
+fn start_of(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 fn describe<T: AsRef<str>>(url: &str, targets: &[T], from: &str) -> String {
@@ -148,9 +215,15 @@ pub fn parse_render_json(body: &str) -> Result<Vec<GraphiteSeries>, String> {
     let raw: Vec<RawSeries> = serde_json::from_str(body).map_err(|e| e.to_string())?;
     Ok(raw
         .into_iter()
-        .map(|r| GraphiteSeries {
-            name: r.target,
-            points: r.datapoints.into_iter().map(|(v, t)| (t, v)).collect(),
+        .map(|r| {
+            let mut points: Vec<(f64, Option<f64>)> =
+                r.datapoints.into_iter().map(|(v, t)| (t, v)).collect();
+            // The parser's growth slack would be held for the whole run.
+            points.shrink_to_fit();
+            GraphiteSeries {
+                name: r.target,
+                points,
+            }
         })
         .collect())
 }

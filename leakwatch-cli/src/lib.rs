@@ -87,6 +87,9 @@ pub enum Error {
     /// The input held nothing to work on.
     #[error("{0}")]
     NoData(String),
+    /// Recording files given together are not parts of one recording.
+    #[error("{0}")]
+    NotOneRecording(String),
     /// Graphite could not be read.
     #[error(transparent)]
     Graphite(#[from] graphite::GraphiteError),

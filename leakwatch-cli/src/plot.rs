@@ -42,6 +42,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use leakwatch::MetricKind;
 use leakwatch::recording::Record;
 use leakwatch_detect::{Engine, FindingState, Selector};
 use plotters::coord::Shift;
@@ -119,7 +120,8 @@ const DEFAULT_SERIES: &[&str] = &[
     "count.*",
 ];
 
-/// Metric prefixes (from `Snapshot::metrics`) whose values are running totals.
+/// Metric prefixes (from `Snapshot::metrics`) whose values are running totals: the guess
+/// for recordings that do not declare their metrics' kinds (written before they did).
 const COUNTER_PREFIXES: &[&str] = &[
     "created",
     "dropped",
@@ -283,8 +285,9 @@ impl GroupKey {
     }
 }
 
-/// Which panel a series goes to, and whether it is a running total to draw as a rate.
-fn classify(name: &str, graphite: bool) -> GroupKey {
+/// Which panel a series goes to, and whether it is a running total to draw as a rate: as
+/// the input declares its kind, or (recordings that declare none) by its metric prefix.
+fn classify(name: &str, graphite: bool, kind: Option<MetricKind>) -> GroupKey {
     if graphite {
         // StatsD already turned counters into rates; group by the leakwatch name inside the
         // Graphite path when there is one (`stats.gauges.app.web1.leakwatch.live.x`).
@@ -300,8 +303,13 @@ fn classify(name: &str, graphite: bool) -> GroupKey {
         };
     }
     let head = name.split('.').next().unwrap_or(name);
-    let rate = COUNTER_PREFIXES.contains(&head)
-        || (head == "memory" && !name.ends_with("_bytes") && name.contains('.'));
+    let rate = match kind {
+        Some(kind) => kind == MetricKind::Counter,
+        None => {
+            COUNTER_PREFIXES.contains(&head)
+                || (head == "memory" && !name.ends_with("_bytes") && name.contains('.'))
+        }
+    };
     let key = if head == "count" {
         // `count.http.status.409` and `count.http.status.200` belong together.
         name.rsplit_once('.').map(|(k, _)| k).unwrap_or(head)
@@ -330,6 +338,17 @@ struct Track {
     prev: Option<(f64, f64)>,
     last: f64,
     default_match: bool,
+    /// One of leakwatch's own counters (`count.leakwatch.*`, `count.statsd.*`).
+    internal: bool,
+    /// Some value was not zero.
+    moved: bool,
+}
+
+/// Whether `name` is a metric leakwatch keeps about itself: the series of its own event
+/// counters are named `leakwatch.*` (hooks, webhook, sample consumers) and `statsd.*`.
+fn is_internal(name: &str) -> bool {
+    let series = name.split_once('.').map_or("", |(_, s)| s);
+    series.starts_with("leakwatch.") || series.starts_with("statsd.")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -563,7 +582,8 @@ fn collect(source: &mut Source, args: &PlotOptions) -> Result<Chart, Error> {
     let mut tracks: HashMap<String, Option<Track>> = HashMap::new();
     let mut markers = Vec::new();
     let mut found = Vec::new();
-    for record in &mut *source {
+    // Not a `for` loop: a new series asks the source for its kind mid-stream.
+    while let Some(record) = source.next() {
         match record? {
             Record::Tick { t, values } => {
                 for (name, &v) in &values {
@@ -573,8 +593,16 @@ fn collect(source: &mut Source, args: &PlotOptions) -> Result<Chart, Error> {
                     let slot = match tracks.get_mut(name.as_str()) {
                         Some(slot) => slot,
                         None => {
-                            let track =
-                                new_track(name, chosen.as_ref(), &defaults, &meta, t, interval);
+                            let kind = source.kind(name);
+                            let track = new_track(
+                                name,
+                                kind,
+                                chosen.as_ref(),
+                                &defaults,
+                                &meta,
+                                t,
+                                interval,
+                            );
                             tracks.entry(name.clone()).or_insert(track)
                         }
                     };
@@ -620,6 +648,11 @@ fn collect(source: &mut Source, args: &PlotOptions) -> Result<Chart, Error> {
         .collect();
     if chosen.is_none() && tracks.iter().any(|(_, t)| t.default_match) {
         tracks.retain(|(_, t)| t.default_match);
+    }
+    // leakwatch's own failure counters (hook panics, drops, ...) are noise while they stay
+    // zero; one that moved matters, and `--series` can always ask for them.
+    if chosen.is_none() {
+        tracks.retain(|(_, t)| !t.internal || t.moved);
     }
     if tracks.is_empty() {
         let what = if args.series.is_empty() {
@@ -685,6 +718,7 @@ fn collect(source: &mut Source, args: &PlotOptions) -> Result<Chart, Error> {
 
 fn new_track(
     name: &str,
+    kind: Option<MetricKind>,
     chosen: Option<&Selector>,
     defaults: &Selector,
     meta: &Meta,
@@ -697,7 +731,7 @@ fn new_track(
     {
         return None;
     }
-    let group = classify(name, meta.graphite);
+    let group = classify(name, meta.graphite, kind);
     let rate = group.rate;
     Some(Track {
         group,
@@ -705,10 +739,13 @@ fn new_track(
         prev: None,
         last: 0.0,
         default_match,
+        internal: !meta.graphite && is_internal(name),
+        moved: false,
     })
 }
 
 fn feed(track: &mut Track, t: f64, v: f64) {
+    track.moved |= v != 0.0;
     if !track.group.rate {
         track.data.push(t, v, 1.0);
         track.last = v;
@@ -1008,14 +1045,14 @@ mod tests {
 
     #[test]
     fn groups() {
-        let g = classify("count.http.status.409", false);
+        let g = classify("count.http.status.409", false, None);
         assert_eq!((g.key.as_str(), g.rate), ("count.http.status", true));
-        let g = classify("live.presence.Watch", false);
+        let g = classify("live.presence.Watch", false, None);
         assert_eq!((g.key.as_str(), g.rate, g.rank), ("live", false, 0));
-        assert!(classify("delivered.presence.callbacks", false).rate);
-        assert!(!classify("memory.resident_bytes", false).rate);
-        assert!(classify("memory.allocations", false).rate);
-        let g = classify("stats.gauges.app.web1.leakwatch.live.x", true);
+        assert!(classify("delivered.presence.callbacks", false, None).rate);
+        assert!(!classify("memory.resident_bytes", false, None).rate);
+        assert!(classify("memory.allocations", false, None).rate);
+        let g = classify("stats.gauges.app.web1.leakwatch.live.x", true, None);
         assert_eq!((g.key.as_str(), g.rate), ("live", false));
     }
 
@@ -1056,6 +1093,35 @@ mod tests {
             d.push(f64::from(t), 1.0, 1.0);
         }
         assert_eq!(d.segments(1.0).len(), 2);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_image_and_no_temporary_file() {
+        let d = std::env::temp_dir().join(format!("leakwatch-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("leaks.png");
+        write_aside(&path, b"good image").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"good image");
+        // The temporary file cannot be created (a directory is in its place): the write
+        // fails and the image already there is untouched.
+        let tmp = d.join(format!(".leaks.png.{}.tmp", std::process::id()));
+        std::fs::create_dir(&tmp).unwrap();
+        assert!(write_aside(&path, b"half an im").is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"good image");
+        std::fs::remove_dir(&tmp).unwrap();
+        // The rename fails (a directory is at the target): the temporary file is removed.
+        let target = d.join("dir.png");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("keep"), b"x").unwrap();
+        assert!(write_aside(&target, b"image").is_err());
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

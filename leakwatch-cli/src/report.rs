@@ -86,6 +86,14 @@ pub fn write_text(
             )?;
         }
     }
+    let notes = notes(a);
+    if !notes.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Not judged ({}):", notes.len())?;
+        for n in &notes {
+            writeln!(out, "  {n}")?;
+        }
+    }
     writeln!(out)?;
     // Growth is judged only once a series has been seen for the warm-up: on a shorter input
     // "no leak found" would claim more than was tested.
@@ -97,6 +105,12 @@ pub fn write_text(
         .fold(f64::INFINITY, f64::min);
     let too_short_for_growth = warmup.is_finite() && span < warmup;
     match (a.episodes.len(), a.open()) {
+        (0, _) if !a.unmatched.is_empty() => writeln!(
+            out,
+            "Verdict: nothing found, but {} rule(s) watched no series of the input (see \
+             \"Not judged\" above): no leak found by them is no evidence.",
+            a.unmatched.len()
+        ),
         (0, _) if too_short_for_growth => writeln!(
             out,
             "Verdict: nothing found, but growth was not judged: the input spans {}, and growth \
@@ -114,6 +128,55 @@ pub fn write_text(
             "Verdict: {n} finding(s), {open} still firing at the end of the input."
         ),
     }
+}
+
+/// What the analysis could not judge, one line each: rules that matched no series of the
+/// input (with a `--watch` suggestion when the growth watch matched nothing), growth watched
+/// on counters, and recording files whose cut-off last line was skipped.
+pub fn notes(a: &Analysis) -> Vec<String> {
+    let mut notes = Vec::new();
+    for u in &a.unmatched {
+        notes.push(format!("rule {u}"));
+    }
+    if a.unmatched
+        .iter()
+        .any(|u| u.missing.iter().any(|m| m.starts_with("no series matches")))
+    {
+        let more = if a.series > a.names.len() {
+            format!(", ... ({} in all)", a.series)
+        } else {
+            String::new()
+        };
+        notes.push(format!(
+            "series in the input: {}{more}; choose the ones to watch with --watch PATTERN \
+             (e.g. --watch '{}')",
+            a.names.join(", "),
+            suggest_pattern(&a.names)
+        ));
+    }
+    if !a.counters_watched.is_empty() {
+        notes.push(format!(
+            "{} watched for growth but recorded as counters (running totals always grow): {}",
+            a.counters_watched.len(),
+            a.counters_watched.join(", ")
+        ));
+    }
+    for path in &a.truncated {
+        notes.push(format!(
+            "the last line of {} was cut off mid-line (the writer stopped while writing it) \
+             and was skipped",
+            path.display()
+        ));
+    }
+    notes
+}
+
+/// A `--watch` pattern for the first series: its first name component and `*`.
+fn suggest_pattern(names: &[String]) -> String {
+    names
+        .first()
+        .and_then(|n| n.split('.').next())
+        .map_or_else(|| "live.*".to_owned(), |head| format!("{head}.*"))
 }
 
 fn describe_rules(rules: &RuleSet) -> String {

@@ -11,6 +11,7 @@ use std::io::BufReader;
 use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressBarIter, ProgressDrawTarget, ProgressStyle};
+use leakwatch::MetricKind;
 use leakwatch::recording::{Record, RecordingError, RecordingReader};
 
 use crate::Error;
@@ -68,6 +69,8 @@ pub struct Meta {
     pub interval_secs: Option<f64>,
     /// Series names carry a Graphite path before the leakwatch name.
     pub graphite: bool,
+    /// Gauge or counter per metric, for samples held in memory ([`Meta::kinds`]).
+    pub kinds: BTreeMap<String, MetricKind>,
 }
 
 impl Meta {
@@ -79,7 +82,15 @@ impl Meta {
             started_at_ms: None,
             interval_secs: None,
             graphite: false,
+            kinds: BTreeMap::new(),
         }
+    }
+
+    /// Which metrics are gauges (levels) and which counters (running totals, plotted as
+    /// rates); metrics not named here are classified by their name, as in old recordings.
+    pub fn kinds(mut self, kinds: BTreeMap<String, MetricKind>) -> Meta {
+        self.kinds = kinds;
+        self
     }
 
     /// Unix time in milliseconds of `t = 0`, so reports and axes show wall-clock times.
@@ -100,17 +111,28 @@ pub struct Source {
     /// What the input is.
     pub meta: Meta,
     records: Records,
+    /// Metric kinds declared by recording parts already read to their end.
+    kinds: BTreeMap<String, MetricKind>,
+    /// Files whose last line was cut off mid-object and skipped.
+    truncated: Vec<PathBuf>,
 }
 
-// One per CLI run: the size difference costs nothing worth an extra indirection.
-#[allow(clippy::large_enum_variant)]
+type FileReader = RecordingReader<BufReader<ProgressBarIter<File>>>;
+
+/// One recording file being read.
+struct Part {
+    path: PathBuf,
+    reader: FileReader,
+}
+
 enum Records {
     Files {
-        parts: std::vec::IntoIter<RecordingReader<BufReader<ProgressBarIter<File>>>>,
-        current: Option<RecordingReader<BufReader<ProgressBarIter<File>>>>,
+        parts: std::vec::IntoIter<Part>,
+        current: Option<Box<Part>>,
         bar: ProgressBar,
     },
     Memory(std::vec::IntoIter<Record>),
+    Graphite(GraphiteRows),
 }
 
 impl Source {
@@ -123,9 +145,10 @@ impl Source {
     }
 
     /// Reads recording files: one recording, or several rotated parts of one in any order
-    /// (they are read in the order of their headers). Only the headers are read now; the
-    /// samples stream as the source is iterated. `quiet` suppresses the progress bar that
-    /// inputs over 4 MiB otherwise draw on a terminal's stderr.
+    /// (they are read in the order of their headers). Files from different recordings are
+    /// refused: their times would interleave into nonsense. Only the headers are read now;
+    /// the samples stream as the source is iterated. `quiet` suppresses the progress bar
+    /// that inputs over 4 MiB otherwise draw on a terminal's stderr.
     pub fn files(paths: &[PathBuf], quiet: bool) -> Result<Source, Error> {
         from_files(paths, quiet)
     }
@@ -137,7 +160,29 @@ impl Source {
         Source {
             meta,
             records: Records::Memory(records.into_iter()),
+            kinds: BTreeMap::new(),
+            truncated: Vec::new(),
         }
+    }
+
+    /// Whether metric `name` is a gauge or a counter, as the input declares it (recording
+    /// headers and the lines read so far, or [`Meta::kinds`]); `None` when it does not say.
+    pub fn kind(&self, name: &str) -> Option<MetricKind> {
+        match &self.records {
+            Records::Files {
+                current: Some(part),
+                ..
+            } => part.reader.kind(name),
+            _ => None,
+        }
+        .or_else(|| self.kinds.get(name).copied())
+        .or_else(|| self.meta.kinds.get(name).copied())
+    }
+
+    /// Files whose last line was cut off mid-object (the writer was killed or the disk
+    /// filled up) and was skipped, among those read to their end so far.
+    pub fn truncated(&self) -> &[PathBuf] {
+        &self.truncated
     }
 }
 
@@ -147,18 +192,26 @@ impl Iterator for Source {
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.records {
             Records::Memory(it) => it.next().map(Ok),
+            Records::Graphite(rows) => rows.next().map(Ok),
             Records::Files {
                 parts,
                 current,
                 bar,
             } => loop {
-                let Some(reader) = current else {
+                let Some(part) = current else {
                     bar.finish_and_clear();
                     return None;
                 };
-                match reader.next() {
+                match part.reader.next() {
                     Some(r) => return Some(r.map_err(Error::from)),
-                    None => *current = parts.next(),
+                    None => {
+                        if part.reader.truncated() {
+                            self.truncated.push(part.path.clone());
+                        }
+                        self.kinds
+                            .extend(part.reader.kinds().iter().map(|(k, v)| (k.clone(), *v)));
+                        *current = parts.next().map(Box::new);
+                    }
                 }
             },
         }
@@ -199,41 +252,86 @@ fn from_files(paths: &[PathBuf], quiet: bool) -> Result<Source, Error> {
         )
     };
     bar.set_message("reading");
-    let mut readers = Vec::with_capacity(files.len());
+    let mut parts = Vec::with_capacity(files.len());
     for (path, file) in files {
-        readers.push(RecordingReader::new(
-            path.clone(),
-            BufReader::new(bar.wrap_read(file)),
-        )?);
+        parts.push(Part {
+            path: path.clone(),
+            reader: RecordingReader::new(path.clone(), BufReader::new(bar.wrap_read(file)))?,
+        });
     }
     // Rotation renames the oldest part to the highest number, so a shell glob lists parts
     // newest-first; the header's `part` is the reliable order (stable for equal parts).
-    readers.sort_by_key(|r| (r.header().started_at_ms, r.header().part));
-    let first = readers.first().ok_or_else(|| {
+    parts.sort_by_key(|p| (p.reader.header().started_at_ms, p.reader.header().part));
+    one_recording(&parts)?;
+    let first = parts.first().ok_or_else(|| {
         Error::NoData("no recording given: name one or more recording files".into())
     })?;
-    let started_at_ms = first.header().started_at_ms;
-    let interval_secs = Some(first.header().interval_ms as f64 / 1000.0);
+    let started_at_ms = first.reader.header().started_at_ms;
+    let interval_secs = Some(first.reader.header().interval_ms as f64 / 1000.0);
     let label = match paths.len() {
         1 => paths[0].display().to_string(),
         n => format!("{} ({n} parts)", paths[paths.len() - 1].display()),
     };
-    let mut parts = readers.into_iter();
-    let current = parts.next();
+    let mut parts = parts.into_iter();
+    let current = parts.next().map(Box::new);
     Ok(Source {
         meta: Meta {
             label,
             started_at_ms,
             interval_secs,
             graphite: false,
+            kinds: BTreeMap::new(),
         },
         records: Records::Files {
             parts,
             current,
             bar,
         },
+        kinds: BTreeMap::new(),
+        truncated: Vec::new(),
     })
 }
+
+/// Checks that `parts` (sorted by start and part number) are parts of one recording: the
+/// same start time and interval in every header, and no part number twice.
+fn one_recording(parts: &[Part]) -> Result<(), Error> {
+    for w in parts.windows(2) {
+        let (a, b) = (w[0].reader.header(), w[1].reader.header());
+        let (pa, pb) = (w[0].path.display(), w[1].path.display());
+        let refuse = |why: String| Err(Error::NotOneRecording(why));
+        if a.started_at_ms != b.started_at_ms {
+            let when = |ms: Option<u64>| match ms {
+                Some(ms) => crate::report::utc(ms as f64 / 1000.0),
+                None => "at an unknown time".into(),
+            };
+            return refuse(format!(
+                "{pa} and {pb} are from different recordings (started {} and {}): \
+                 give the parts of one recording at a time",
+                when(a.started_at_ms),
+                when(b.started_at_ms)
+            ));
+        }
+        if a.interval_ms != b.interval_ms {
+            return refuse(format!(
+                "{pa} and {pb} are from different recordings (sampled every {} ms and {} ms): \
+                 give the parts of one recording at a time",
+                a.interval_ms, b.interval_ms
+            ));
+        }
+        if a.part == b.part {
+            return refuse(format!(
+                "{pa} and {pb} are both part {} of one recording: give each part once",
+                a.part
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Most points read from graphite-web in one run. Points are kept per series until the
+/// rows are merged (24 bytes each), so this bounds the memory a read can take to about
+/// 480 MB whatever the range asked for; narrow `--from`/`--until` or the targets past it.
+pub const MAX_GRAPHITE_POINTS: usize = 20_000_000;
 
 fn from_graphite(url: &str, args: &InputArgs) -> Result<Source, Error> {
     let series = crate::graphite::fetch(url, &args.targets, &args.from, args.until.as_deref())?;
@@ -244,34 +342,140 @@ fn from_graphite(url: &str, args: &InputArgs) -> Result<Source, Error> {
             args.from
         )));
     }
-    // Graphite hands out one column per series; the detectors want one row per instant.
-    let mut rows: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
-    let mut step = f64::INFINITY;
-    for s in &series {
-        for w in s.points.windows(2) {
-            step = step.min(w[1].0 - w[0].0);
+    let n = series.len();
+    let rows = GraphiteRows::new(series, MAX_GRAPHITE_POINTS).map_err(|points| {
+        Error::NoData(format!(
+            "graphite-web at {url} answered {points} points, more than the {} read at once: \
+             narrow --from/--until or the targets",
+            MAX_GRAPHITE_POINTS
+        ))
+    })?;
+    Ok(Source {
+        meta: Meta {
+            label: format!("graphite {url} ({n} series)"),
+            started_at_ms: Some(0),
+            interval_secs: rows.step,
+            graphite: true,
+            kinds: BTreeMap::new(),
+        },
+        records: Records::Graphite(rows),
+        kinds: BTreeMap::new(),
+        truncated: Vec::new(),
+    })
+}
+
+/// Graphite's columns (one per series) merged into rows (one per instant) as they are
+/// read: only the current row's map exists at a time, never a map per instant.
+struct GraphiteRows {
+    series: Vec<crate::graphite::GraphiteSeries>,
+    /// Next point of each series.
+    pos: Vec<usize>,
+    /// Smallest time step between two points of a series, when known.
+    step: Option<f64>,
+}
+
+impl GraphiteRows {
+    /// Fails with the number of points when there are more than `max`.
+    fn new(series: Vec<crate::graphite::GraphiteSeries>, max: usize) -> Result<Self, usize> {
+        let points: usize = series.iter().map(|s| s.points.len()).sum();
+        if points > max {
+            return Err(points);
         }
-        for &(t, v) in &s.points {
-            if let Some(v) = v {
-                // Graphite timestamps are whole seconds; the key keeps rows exact and sorted.
-                rows.entry(t as i64).or_default().insert(s.name.clone(), v);
+        let mut step = f64::INFINITY;
+        for s in &series {
+            for w in s.points.windows(2) {
+                step = step.min(w[1].0 - w[0].0);
+            }
+        }
+        Ok(GraphiteRows {
+            pos: vec![0; series.len()],
+            series,
+            step: step.is_finite().then_some(step),
+        })
+    }
+}
+
+impl Iterator for GraphiteRows {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        loop {
+            // Graphite timestamps are whole seconds: rows are keyed by the whole second.
+            let t = self
+                .series
+                .iter()
+                .zip(&self.pos)
+                .filter_map(|(s, &i)| s.points.get(i).map(|p| p.0 as i64))
+                .min()?;
+            let mut values = BTreeMap::new();
+            for (s, i) in self.series.iter().zip(self.pos.iter_mut()) {
+                while let Some(&(pt, v)) = s.points.get(*i) {
+                    if pt as i64 != t {
+                        break;
+                    }
+                    if let Some(v) = v {
+                        values.insert(s.name.clone(), v);
+                    }
+                    *i += 1;
+                }
+            }
+            // An instant where every series is null is no sample.
+            if !values.is_empty() {
+                return Some(Record::Tick {
+                    t: t as f64,
+                    values,
+                });
             }
         }
     }
-    let records: Vec<Record> = rows
-        .into_iter()
-        .map(|(t, values)| Record::Tick {
-            t: t as f64,
-            values,
-        })
-        .collect();
-    Ok(Source {
-        meta: Meta {
-            label: format!("graphite {url} ({} series)", series.len()),
-            started_at_ms: Some(0),
-            interval_secs: step.is_finite().then_some(step),
-            graphite: true,
-        },
-        records: Records::Memory(records.into_iter()),
-    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graphite::GraphiteSeries;
+
+    fn series(name: &str, points: &[(f64, Option<f64>)]) -> GraphiteSeries {
+        GraphiteSeries {
+            name: name.into(),
+            points: points.to_vec(),
+        }
+    }
+
+    #[test]
+    fn graphite_columns_merge_into_rows_in_time_order() {
+        let rows = GraphiteRows::new(
+            vec![
+                series("a", &[(10.0, Some(1.0)), (20.0, None), (30.0, Some(3.0))]),
+                series("b", &[(20.0, None), (30.0, Some(30.0)), (40.0, Some(40.0))]),
+            ],
+            100,
+        )
+        .unwrap();
+        assert_eq!(rows.step, Some(10.0));
+        let got: Vec<(f64, Vec<(String, f64)>)> = rows
+            .map(|r| match r {
+                Record::Tick { t, values } => (t, values.into_iter().collect()),
+                Record::Alert { .. } => unreachable!(),
+            })
+            .collect();
+        let row =
+            |t: f64, v: &[(&str, f64)]| (t, v.iter().map(|(k, x)| (k.to_string(), *x)).collect());
+        assert_eq!(
+            got,
+            vec![
+                row(10.0, &[("a", 1.0)]),
+                row(30.0, &[("a", 3.0), ("b", 30.0)]),
+                row(40.0, &[("b", 40.0)]),
+            ],
+            "t=20 has only nulls: no row"
+        );
+    }
+
+    #[test]
+    fn graphite_reads_past_the_point_limit_are_refused() {
+        let s = series("a", &[(1.0, Some(1.0)), (2.0, Some(2.0)), (3.0, Some(3.0))]);
+        assert_eq!(GraphiteRows::new(vec![s.clone()], 2).err(), Some(3));
+        assert!(GraphiteRows::new(vec![s], 3).is_ok());
+    }
 }

@@ -10,8 +10,13 @@
 //!
 //! * Line 1 is a header object with `"leakwatch": "recording"`, `"version": 1` and
 //!   `"interval_ms"`; other header keys (`started_at_ms`, `part`) are informational.
+//!   `"kinds"` maps each metric known when the header was written to `"gauge"` (a level:
+//!   live counts, bytes) or `"counter"` (a running total: created, delivered, `count.*`).
 //! * Then one object per tick: `"t"` is seconds since the recording started (a float) and
 //!   `"values"` maps series names to numbers. A series missing from a tick had no value then.
+//!   A tick whose values include a metric the file has not declared yet also carries
+//!   `"kinds"` for it, so every metric's kind is written before its first value
+//!   ([`RecordingReader::kind`] answers for what was read so far).
 //! * Lines with an `"alert"` key carry an alert (see `Alert`); readers that do not care skip them.
 //! * Readers ignore unknown keys, so later versions can add some without breaking old readers.
 //!
@@ -32,6 +37,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::snapshot::MetricKind;
+
 /// The format version this crate writes and reads.
 pub const VERSION: u32 = 1;
 
@@ -50,6 +57,9 @@ pub struct Header {
     /// Rotation part number, 0 for the first file.
     #[serde(default)]
     pub part: u32,
+    /// Gauge or counter, for the metrics known when the header was written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<String, MetricKind>,
 }
 
 impl Header {
@@ -61,6 +71,7 @@ impl Header {
             interval_ms,
             started_at_ms,
             part: 0,
+            kinds: BTreeMap::new(),
         }
     }
 }
@@ -144,6 +155,8 @@ pub struct RecordingReader<R: BufRead> {
     line_no: usize,
     header: Header,
     truncated: bool,
+    /// Kinds declared so far: the header's, then those of later tick lines.
+    kinds: BTreeMap<String, MetricKind>,
 }
 
 impl RecordingReader<BufReader<File>> {
@@ -173,9 +186,22 @@ impl<R: BufRead> RecordingReader<R> {
             path,
             lines: lines.peekable(),
             line_no: 1,
+            kinds: header.kinds.clone(),
             header,
             truncated: false,
         })
+    }
+
+    /// Whether metric `name` is a gauge or a counter, as declared in the header or in a tick
+    /// line read so far; `None` for a metric never declared (recordings written before kinds
+    /// were recorded declare none).
+    pub fn kind(&self, name: &str) -> Option<MetricKind> {
+        self.kinds.get(name).copied()
+    }
+
+    /// Every kind declared in what was read so far.
+    pub fn kinds(&self) -> &BTreeMap<String, MetricKind> {
+        &self.kinds
     }
 
     /// The header.
@@ -259,7 +285,7 @@ impl<R: BufRead> Iterator for RecordingReader<R> {
 }
 
 impl<R: BufRead> RecordingReader<R> {
-    fn parse_line(&self, line: &str) -> Result<Record, RecordingError> {
+    fn parse_line(&mut self, line: &str) -> Result<Record, RecordingError> {
         let v: Value =
             serde_json::from_str(line).map_err(|e| self.bad(format!("invalid JSON: {e}")))?;
         let obj = v
@@ -279,6 +305,15 @@ impl<R: BufRead> RecordingReader<R> {
             .get("values")
             .and_then(Value::as_object)
             .ok_or_else(|| self.bad("missing \"values\" object"))?;
+        if let Some(kinds) = obj.get("kinds") {
+            let kinds: BTreeMap<String, MetricKind> = serde_json::from_value(kinds.clone())
+                .map_err(|e| {
+                    self.bad(format!(
+                        "\"kinds\" must map names to \"gauge\" or \"counter\": {e}"
+                    ))
+                })?;
+            self.kinds.extend(kinds);
+        }
         let mut out = BTreeMap::new();
         for (k, v) in values {
             match v {
@@ -341,6 +376,10 @@ pub struct RecordingWriter {
     written: u64,
     header: Header,
     rotation: Rotation,
+    /// Every metric kind declared: in a header or a tick line already, or in `pending`.
+    declared: BTreeMap<String, MetricKind>,
+    /// Kinds declared since the last tick line, written with the next one.
+    pending: BTreeMap<String, MetricKind>,
 }
 
 impl std::fmt::Debug for RecordingWriter {
@@ -356,6 +395,8 @@ impl std::fmt::Debug for RecordingWriter {
 struct TickLine<'a, V: Serialize> {
     t: f64,
     values: &'a V,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    kinds: &'a BTreeMap<String, MetricKind>,
 }
 
 #[derive(Serialize)]
@@ -374,6 +415,8 @@ impl RecordingWriter {
             path,
             rotate_pending: false,
             written: 0,
+            declared: header.kinds.clone(),
+            pending: BTreeMap::new(),
             header,
             rotation: Rotation {
                 keep: rotation.keep.min(MAX_KEEP),
@@ -408,13 +451,32 @@ impl RecordingWriter {
         Ok(())
     }
 
+    /// Declares metric `name` a gauge or a counter. A metric not declared yet (in the
+    /// header or before) is declared in the next tick line, so call this before the first
+    /// [`tick`](Self::tick) carrying its value; later rotated parts declare it in their
+    /// header. Declaring a known metric again does nothing.
+    pub fn declare(&mut self, name: &str, kind: MetricKind) {
+        if !self.declared.contains_key(name) {
+            self.declared.insert(name.to_owned(), kind);
+            self.pending.insert(name.to_owned(), kind);
+        }
+    }
+
     /// Writes one tick. `values` must serialise as a JSON object of numbers, e.g. a
     /// `BTreeMap<&str, f64>`.
     pub fn tick(&mut self, t: f64, values: &impl Serialize) -> io::Result<()> {
-        let line = serde_json::to_string(&TickLine { t, values }).map_err(io::Error::other)?;
+        let line = serde_json::to_string(&TickLine {
+            t,
+            values,
+            kinds: &self.pending,
+        })
+        .map_err(io::Error::other)?;
         // Rotate first: if that fails, this line is dropped with the error, as documented.
         self.rotate_if_needed()?;
-        self.write_line(&line)
+        self.write_line(&line)?;
+        // Written (with the line, or in a new part's header): a dropped line keeps them.
+        self.pending.clear();
+        Ok(())
     }
 
     /// Writes an alert line.
@@ -481,6 +543,8 @@ impl RecordingWriter {
         self.out = Some(BufWriter::new(file));
         self.written = 0;
         self.header.part += 1;
+        // Each part is readable alone: its header declares every kind known so far.
+        self.header.kinds = self.declared.clone();
         self.write_header()
     }
 }
@@ -518,6 +582,56 @@ mod tests {
             matches!(&recs[0], Record::Tick { t, values } if *t == 1.0 && values["live.a"] == 1.0)
         );
         assert!(matches!(&recs[1], Record::Alert { alert, .. } if alert["state"] == "firing"));
+    }
+
+    #[test]
+    fn kinds_are_declared_in_the_header_then_before_first_use() {
+        let p = tmp("kinds");
+        let mut header = Header::new(1000, None);
+        header.kinds.insert("live.a".into(), MetricKind::Gauge);
+        let rotation = Rotation {
+            max_bytes: 200,
+            keep: 100,
+        };
+        let mut w = RecordingWriter::create(&p, header, rotation).unwrap();
+        w.declare("live.a", MetricKind::Counter); // known already: stays a gauge
+        w.tick(1.0, &BTreeMap::from([("live.a", 1.0)])).unwrap();
+        w.declare("created.a", MetricKind::Counter);
+        w.tick(2.0, &BTreeMap::from([("live.a", 1.0), ("created.a", 1.0)]))
+            .unwrap();
+        for t in 3..20 {
+            w.tick(f64::from(t), &BTreeMap::from([("live.a", 1.0)]))
+                .unwrap();
+        }
+        w.flush().unwrap();
+        // The first file: the header declares live.a, the tick at t=2 declares created.a.
+        let first = fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|path| RecordingReader::open(&path).unwrap())
+            .find(|r| r.header().part == 0)
+            .unwrap();
+        assert_eq!(first.kind("live.a"), Some(MetricKind::Gauge));
+        assert_eq!(first.kind("created.a"), None, "not read yet");
+        let mut first = first;
+        let _ = first.next();
+        let _ = first.next();
+        assert_eq!(first.kind("created.a"), Some(MetricKind::Counter));
+        // The current (last) part's header declares both, so it is readable alone.
+        let last = RecordingReader::open(&p).unwrap();
+        assert!(last.header().part > 0);
+        assert_eq!(last.kind("created.a"), Some(MetricKind::Counter));
+        assert_eq!(last.kind("live.a"), Some(MetricKind::Gauge));
+        // A bad declaration names its line.
+        let input = "{\"leakwatch\":\"recording\",\"version\":1,\"interval_ms\":1000}\n\
+                     {\"t\":1,\"values\":{\"a\":1},\"kinds\":{\"a\":\"level\"}}\n";
+        let e = RecordingReader::new("k.jsonl", input.as_bytes())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("k.jsonl:2: \"kinds\""), "{e}");
     }
 
     #[test]

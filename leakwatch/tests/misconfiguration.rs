@@ -211,3 +211,67 @@ fn statsd_refusals_from_a_port_without_a_daemon_are_counted() {
     }
     assert!(count("statsd.dropped") > 0, "the refused lines are dropped");
 }
+
+/// A recording says which metrics are gauges and which counters: those that exist at start
+/// in its header, later ones before their first value, so readers need not guess by name.
+#[test]
+fn recordings_declare_gauges_and_counters() {
+    use leakwatch::MetricKind;
+    use leakwatch::recording::RecordingReader;
+    let path = std::env::temp_dir().join(format!("leakwatch-kinds-{}.jsonl", std::process::id()));
+    let reg = Registry::new();
+    let _streams = Token::new_in(&reg, "http.streams");
+    let (tx, rx) = mpsc::channel();
+    let mut ticks = 0;
+    let r2 = reg.clone();
+    let mut later = Vec::new();
+    let wd = Watchdog::builder()
+        .registry(&reg)
+        .interval(Duration::from_millis(1))
+        .tick_seconds(1.0)
+        .record(&path)
+        .on_sample(move |_| {
+            ticks += 1;
+            if ticks == 3 {
+                later.push(Token::new_in(&r2, "jobs"));
+            }
+            if ticks == 10 {
+                let _ = tx.send(());
+            }
+        })
+        .start()
+        .unwrap();
+    rx.recv_timeout(Duration::from_secs(60)).expect("10 ticks");
+    wd.stop();
+    let mut reader = RecordingReader::open(&path).unwrap();
+    let header = reader.header().clone();
+    assert_eq!(
+        header.kinds.get("live.http.streams"),
+        Some(&MetricKind::Gauge)
+    );
+    assert_eq!(
+        header.kinds.get("created.http.streams"),
+        Some(&MetricKind::Counter)
+    );
+    assert_eq!(
+        header.kinds.get("live.jobs"),
+        None,
+        "created after the start"
+    );
+    let mut seen_jobs = false;
+    // Not a `for` loop: the reader is asked for kinds between lines.
+    #[allow(clippy::while_let_on_iterator)]
+    while let Some(r) = reader.next() {
+        if let leakwatch::recording::Record::Tick { values, .. } = r.unwrap()
+            && values.contains_key("live.jobs")
+            && !seen_jobs
+        {
+            seen_jobs = true;
+            // Declared by the line that first carries a value.
+            assert_eq!(reader.kind("live.jobs"), Some(MetricKind::Gauge));
+            assert_eq!(reader.kind("dropped.jobs"), Some(MetricKind::Counter));
+        }
+    }
+    assert!(seen_jobs);
+    let _ = std::fs::remove_file(&path);
+}

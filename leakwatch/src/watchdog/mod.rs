@@ -367,20 +367,31 @@ impl WatchdogBuilder {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .ok();
+        // Metric names interned from a first look, so the recording's header can say which
+        // metrics that exist now are gauges and which counters; later ones are declared in
+        // the tick line where they first appear.
+        let mut names = MetricNames::new();
         let recording = match &self.recording {
             None => None,
-            Some((path, rotation)) => Some(
-                RecordingWriter::create(
-                    path,
-                    Header::new((tick_seconds * 1000.0).round() as u64, started_at_ms),
-                    *rotation,
+            Some((path, rotation)) => {
+                let mut header = Header::new((tick_seconds * 1000.0).round() as u64, started_at_ms);
+                let first = self.registry.snapshot_counts();
+                header.kinds = names
+                    .flatten(&first)
+                    .iter()
+                    .map(|m| (m.name.to_owned(), m.kind))
+                    .collect();
+                Some(
+                    RecordingWriter::create(path, header, *rotation).map_err(|source| {
+                        WatchdogError::Recording {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?,
                 )
-                .map_err(|source| WatchdogError::Recording {
-                    path: path.clone(),
-                    source,
-                })?,
-            ),
+            }
         };
+        let declared = names.len();
 
         let counters = HookCounters::new(&self.registry);
         let hooks = self
@@ -434,7 +445,8 @@ impl WatchdogBuilder {
             tick_seconds,
             simulated,
             consumer_panics,
-            names: MetricNames::new(),
+            names,
+            declared,
             needed: Vec::new(),
             findings: Vec::new(),
             rules_checked: false,
@@ -543,6 +555,8 @@ struct Sampler {
     simulated: bool,
     consumer_panics: crate::event::EventCounter,
     names: MetricNames,
+    /// Metric ids below this have had their kind declared to the recording.
+    declared: usize,
     /// Per metric id: whether any rule needs it (decided once per name).
     needed: Vec<Option<bool>>,
     findings: Vec<leakwatch_detect::Finding>,
@@ -616,6 +630,14 @@ impl Sampler {
         }
         self.shared.history.lock().push(t, &metrics);
         if let Some(r) = &mut self.recording {
+            // Ids are dense and handed out in order, so a metric first seen now has an id at
+            // or past `declared`.
+            let mut next = self.declared;
+            for m in metrics.iter().filter(|m| m.id as usize >= self.declared) {
+                r.declare(m.name, m.kind);
+                next = next.max(m.id as usize + 1);
+            }
+            self.declared = next;
             let map: BTreeMap<&str, f64> = metrics.iter().map(|m| (m.name, m.value)).collect();
             // A full disk must not stop the watchdog; the recording just has a gap.
             let _ = r.tick(t, &map);
