@@ -18,6 +18,9 @@
 //! # }
 //! ```
 //!
+//! [`watch_tcp_port`] counts only the sockets of one listening port, for processes that hold
+//! other sockets too (a test or demo running clients beside the server).
+//!
 //! (The example runs in a process of its own: a parallel test opening sockets would move the
 //! count.)
 
@@ -63,6 +66,69 @@ fn fd_count(_keep: impl Fn(&std::ffi::OsStr) -> bool) -> Option<u64> {
     None
 }
 
+/// This process's TCP sockets whose local port is `port` (Linux: `/proc/net/tcp` and
+/// `tcp6` matched against `/proc/self/fd`): a server's listener and the connections it
+/// accepted, without the sockets of anything else in the process (clients, exporters).
+/// `None` where that cannot be read.
+pub fn tcp_sockets_on_port(port: u16) -> Option<u64> {
+    port_sockets(port)
+}
+
+#[cfg(target_os = "linux")]
+fn port_sockets(port: u16) -> Option<u64> {
+    use std::collections::HashSet;
+    let mut inodes: HashSet<u64> = HashSet::new();
+    let want = format!(":{port:04X}");
+    let mut any = false;
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        any = true;
+        for line in text.lines().skip(1) {
+            let mut cols = line.split_whitespace();
+            let local = cols.nth(1).unwrap_or("");
+            if !local.ends_with(&want) {
+                continue;
+            }
+            // sl local rem st queues tr retrnsmt uid timeout inode: inode is column 9.
+            if let Some(inode) = line.split_whitespace().nth(9).and_then(|i| i.parse().ok()) {
+                inodes.insert(inode);
+            }
+        }
+    }
+    if !any {
+        return None;
+    }
+    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+    let mut n = 0u64;
+    for entry in dir.flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let t = target.to_string_lossy();
+        if let Some(inode) = t
+            .strip_prefix("socket:[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|i| i.parse::<u64>().ok())
+            && inodes.contains(&inode)
+        {
+            n += 1;
+        }
+    }
+    Some(n)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn port_sockets(_port: u16) -> Option<u64> {
+    None
+}
+
+/// Samples [`tcp_sockets_on_port`] as the gauge `name` in `registry`.
+pub fn watch_tcp_port(registry: &Registry, name: &str, port: u16) -> Gauge {
+    registry.gauge(name, move || tcp_sockets_on_port(port))
+}
+
 /// Samples [`open_sockets`] as the gauge `process.sockets` ([`SOCKETS`]) in `registry`.
 /// Each snapshot then reads one directory entry per open descriptor (about 1 µs each).
 pub fn watch_sockets(registry: &Registry) -> Gauge {
@@ -72,4 +138,25 @@ pub fn watch_sockets(registry: &Registry) -> Gauge {
 /// Samples [`open_fds`] as the gauge `process.fds` ([`FDS`]) in `registry`.
 pub fn watch_fds(registry: &Registry) -> Gauge {
     registry.gauge(FDS, open_fds)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_on_a_port_are_the_listener_and_its_connections_only() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(tcp_sockets_on_port(port), Some(1));
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        // The listener and the accepted socket have local port `port`; the client's local
+        // port is another one.
+        assert_eq!(tcp_sockets_on_port(port), Some(2));
+        drop(accepted);
+        assert_eq!(tcp_sockets_on_port(port), Some(1));
+        drop((client, listener));
+        assert_eq!(tcp_sockets_on_port(port), Some(0));
+    }
 }
