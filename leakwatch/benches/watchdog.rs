@@ -5,7 +5,8 @@
 //! Prints, per tick: the counts-only snapshot (baseline), snapshot + flattening with interned
 //! names, and the full
 //! watchdog tick (snapshot, history, default growth detectors over every `live.*` series), as
-//! CPU time and as % of one core at a 1 s interval. Target: ≤ 1%. The watchdog runs with a
+//! CPU time and as % of one core at a 1 s interval. Target: ≤ 0.5% (the issue's budget; absolute shares depend on the machine, so the
+//! ratio to the bare snapshot is printed beside them). The watchdog runs with a
 //! short real interval and `tick_seconds(1.0)`, so an hour of 1 s samples passes in seconds;
 //! the CPU per tick is what a 1 s interval would cost.
 
@@ -95,8 +96,8 @@ fn main() {
         per_tick.as_secs_f64() / snap.as_secs_f64()
     );
     println!(
-        "  target ≤ 1% of one core: {}",
-        if pct(per_tick) <= 1.0 { "PASS" } else { "FAIL" }
+        "  target ≤ 0.5% of one core: {}",
+        if pct(per_tick) <= 0.5 { "PASS" } else { "FAIL" }
     );
     println!(
         "  memory: history 300 samples × 4 B per flattened metric (1.2 KB) + detector state \
