@@ -82,6 +82,7 @@ impl StaticSeries {
         Token {
             counter: Counter::Static(&self.stats),
             site: Location::caller(),
+            born: 0,
             binding: None,
         }
     }
@@ -180,6 +181,9 @@ enum Counter {
 pub struct Token {
     counter: Counter,
     site: SiteLocation,
+    /// When it was created, as its series' site table counts it (0 for static series,
+    /// which keep no sites).
+    born: u64,
     binding: Option<Binding>,
 }
 
@@ -213,10 +217,11 @@ impl Token {
 
     pub(crate) fn for_series(series: Arc<Series>, site: SiteLocation) -> Token {
         series.items.incr(crate::counter::Half::Up);
-        series.sites.add(site);
+        let born = series.sites.add(site);
         Token {
             counter: Counter::Series(series),
             site,
+            born,
             binding: None,
         }
     }
@@ -256,6 +261,7 @@ impl Clone for Token {
                 Token {
                     counter: Counter::Static(stats),
                     site: Location::caller(),
+                    born: 0,
                     binding: None,
                 }
             }
@@ -282,7 +288,7 @@ impl Token {
         self.binding.take();
         match &self.counter {
             Counter::Series(series) => {
-                series.sites.remove(self.site);
+                series.sites.remove(self.site, self.born);
                 series.items.incr(crate::counter::Half::Down);
             }
             Counter::Static(stats) => stats.on_drop(),

@@ -117,11 +117,52 @@ pub struct Alert {
     pub since: f64,
     /// When this alert was raised, seconds since the watchdog started.
     pub at: f64,
-    /// Creation sites of the oldest live items of the series, where known.
+    /// Creation sites of the series' live items, where known: up to three, the site whose
+    /// oldest live item is oldest first (`age_ms` is that item's age).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hint: Vec<Site>,
     /// One readable line.
     pub message: String,
+    /// Wall-clock time the alert was raised, RFC 3339 in UTC with milliseconds
+    /// (`2026-11-30T07:20:00.123Z`); `at` and `since` count from the watchdog's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// The process that raised the alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Instance>,
+}
+
+/// Which process raised an alert, so a receiver of many services' alerts can tell them apart.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Host name (`/proc/sys/kernel/hostname`, `/etc/hostname`, or `unknown`).
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+}
+
+impl Instance {
+    /// This process.
+    pub fn current() -> Instance {
+        static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let host = HOST.get_or_init(|| {
+            ["/proc/sys/kernel/hostname", "/etc/hostname"]
+                .iter()
+                .filter_map(|p| std::fs::read_to_string(p).ok())
+                .map(|s| s.trim().to_owned())
+                .find(|s| !s.is_empty())
+                .unwrap_or_else(|| "unknown".to_owned())
+        });
+        Instance {
+            host: host.clone(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// Now, as RFC 3339 in UTC with milliseconds.
+fn wall_clock() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 impl fmt::Display for Alert {
@@ -177,6 +218,8 @@ impl Alert {
             at: f.at,
             hint,
             message: f.to_string(),
+            time: Some(wall_clock()),
+            instance: Some(Instance::current()),
         }
     }
 
@@ -208,6 +251,8 @@ impl Alert {
             at,
             hint,
             message: f.to_string(),
+            time: Some(wall_clock()),
+            instance: Some(Instance::current()),
         }
     }
 
@@ -369,6 +414,8 @@ mod tests {
             at,
             hint: vec![],
             message: String::new(),
+            time: None,
+            instance: None,
         }
     }
 

@@ -55,7 +55,7 @@ use leakwatch_detect::{
 };
 use parking_lot::Mutex;
 
-pub use alert::{Alert, AlertRule, AlertState};
+pub use alert::{Alert, AlertRule, AlertState, Instance};
 pub use history::Samples;
 pub use hooks::{AlertHook, LogHook};
 pub use rules::{RuleConfig, UnmatchedRule, unmatched_rules};
