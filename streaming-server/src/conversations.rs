@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use leakwatch::Tracker;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::app::App;
 use crate::fixture::{Directory, UserId};
+use crate::lw::Tracker;
 use crate::presence::PresenceEvent;
 use crate::stream::StreamShared;
 
@@ -28,8 +28,13 @@ pub struct Conversations {
 }
 
 /// One lookup in flight: counted, so lookups that never finish show.
-#[leakwatch::tracked(name = "conversations.Lookup")]
+#[cfg_attr(
+    feature = "instrument",
+    leakwatch::tracked(name = "conversations.Lookup")
+)]
 struct Lookup {
+    // Read only by `#[tracked]`, which the uninstrumented build leaves out.
+    #[cfg_attr(not(feature = "instrument"), allow(dead_code))]
     tracker: Tracker<Self>,
 }
 

@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use leakwatch::DivergenceRule;
 use leakwatch::detect::Direction;
-use leakwatch::{Connections, DivergenceRule, EventCounter, Gauge, Registry};
 
 use crate::hub::Resync;
+use crate::lw::{Connections, EventCounter, Gauge, Registry};
 use crate::request::BadRequest;
 use crate::stream::Cause;
 
@@ -63,13 +64,19 @@ impl Metrics {
     pub fn new(registry: &Registry) -> Metrics {
         let counter = |name: &str| EventCounter::new_in(registry, name);
         let expected_callbacks = Arc::new(AtomicU64::new(0));
-        let e = expected_callbacks.clone();
-        let gauges = vec![
-            registry.gauge("presence.expected_callbacks", move || {
-                Some(e.load(Ordering::Relaxed))
-            }),
-            leakwatch::process::watch_sockets(registry),
-        ];
+        // Gauges are only read by a watchdog, which the uninstrumented build does not run.
+        #[cfg(feature = "instrument")]
+        let gauges = {
+            let e = expected_callbacks.clone();
+            vec![
+                registry.gauge("presence.expected_callbacks", move || {
+                    Some(e.load(Ordering::Relaxed))
+                }),
+                leakwatch::process::watch_sockets(registry),
+            ]
+        };
+        #[cfg(not(feature = "instrument"))]
+        let gauges = Vec::new();
         Metrics {
             registry: registry.clone(),
             streams: Connections::new_in(registry, "http.streams"),

@@ -30,6 +30,7 @@ pub mod fixture;
 pub mod frame;
 pub mod hub;
 pub mod instrument;
+pub mod lw;
 pub mod presence;
 pub mod raw;
 pub mod request;

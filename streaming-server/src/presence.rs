@@ -10,13 +10,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use leakwatch::Callbacks;
 use parking_lot::Mutex;
 
 use crate::fixture::{Directory, FlowIx, UserId};
 use crate::frame::{Frame, PresenceState};
 use crate::hub::Hub;
 use crate::instrument::Metrics;
+use crate::lw::Callbacks;
 
 /// A presence change as delivered to callbacks.
 #[derive(Debug)]

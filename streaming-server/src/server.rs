@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use leakwatch::Watchdog;
+#[cfg(feature = "instrument")]
 use leakwatch::runtime::TokioGauges;
-use leakwatch::{Reaper, Registry, Watchdog};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -14,6 +15,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::fixture::{Directory, Fixture};
 use crate::instrument::{self, Metrics};
+use crate::lw::{Reaper, Registry};
 
 /// A function every alert is handed to.
 pub type AlertFn = Arc<dyn Fn(&leakwatch::Alert) + Send + Sync>;
@@ -65,6 +67,7 @@ pub struct Server {
     statsd: Option<leakwatch::statsd::StatsdExporter>,
     shutdown: watch::Sender<bool>,
     accept: JoinHandle<()>,
+    #[cfg(feature = "instrument")]
     _tokio: TokioGauges,
 }
 
@@ -86,6 +89,7 @@ impl Server {
         watching: Watching,
     ) -> Result<Server, StartError> {
         let metrics = Arc::new(Metrics::new(registry));
+        #[cfg(feature = "instrument")]
         let tokio_gauges =
             leakwatch::runtime::watch_tokio(registry, &tokio::runtime::Handle::current(), "tokio");
         let listener = TcpListener::bind(config.addr)
@@ -103,7 +107,18 @@ impl Server {
         let dir = Arc::new(Directory::new(fixture));
         let app = Arc::new(App::new(config, dir, metrics.clone(), rx));
         let reaper = reap_interval.map(|i| metrics.streams.start_reaper(i));
+        // The uninstrumented build (no `instrument` feature) runs no watchdog, so no dashboard,
+        // StatsD, recording or alerts either.
+        #[cfg(not(feature = "instrument"))]
+        let (statsd, watchdog): (_, Option<Arc<Watchdog>>) = {
+            if watching.interval.is_some() {
+                tracing::warn!("built without the `instrument` feature: no watchdog runs");
+            }
+            (None, None)
+        };
+        #[cfg(feature = "instrument")]
         let mut statsd = None;
+        #[cfg(feature = "instrument")]
         let watchdog = match watching.interval {
             None => None,
             Some(interval) => {
@@ -149,6 +164,7 @@ impl Server {
             statsd,
             shutdown: tx,
             accept,
+            #[cfg(feature = "instrument")]
             _tokio: tokio_gauges,
         })
     }

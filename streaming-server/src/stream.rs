@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use leakwatch::{AliveFlag, CloseReason, Connection, Scope, Subscription, Tracker};
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -22,6 +21,7 @@ use crate::app::App;
 use crate::fixture::{FlowIx, UserId};
 use crate::frame;
 use crate::hub::Resync;
+use crate::lw::{AliveFlag, CloseReason, Connection, Scope, Subscription, Tracker};
 use crate::presence::{PresenceEvent, Reservation};
 use crate::raw;
 
@@ -50,7 +50,7 @@ struct Queue {
 }
 
 /// The part of a stream that publishers reach: its bounded queue and wake-up.
-#[leakwatch::tracked(name = "stream.Shared")]
+#[cfg_attr(feature = "instrument", leakwatch::tracked(name = "stream.Shared"))]
 pub struct StreamShared {
     id: StreamId,
     user: UserId,
@@ -63,6 +63,8 @@ pub struct StreamShared {
     last_presence: AtomicU64,
     /// Where the seed's buggy 1-to-1 completion keeps its registrations (see `faults`).
     late: Mutex<LateSubs>,
+    // Read only by `#[tracked]`, which the uninstrumented build leaves out.
+    #[cfg_attr(not(feature = "instrument"), allow(dead_code))]
     tracker: Tracker<Self>,
 }
 
