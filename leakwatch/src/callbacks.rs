@@ -15,7 +15,7 @@ use parking_lot::RwLock;
 use crate::registry::{Registry, Series};
 use crate::scope::{Scope, ScopeClosed};
 use crate::site::SiteLocation;
-use crate::snapshot::SeriesKind;
+use crate::snapshot::{Extra, SeriesKind};
 use crate::token::{StaticSeries, Token};
 
 /// A registered callback. `alive` is cleared on unsubscribe so that an emit which copied the
@@ -208,8 +208,8 @@ impl<E: 'static> Callbacks<E> {
                 n += 1;
             }
         }
-        self.shared.series.bump("emitted", 1);
-        self.shared.series.bump("delivered", n as u64);
+        self.shared.series.bump(Extra::Emitted, 1);
+        self.shared.series.bump(Extra::Delivered, n as u64);
         n
     }
 

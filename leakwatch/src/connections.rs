@@ -19,7 +19,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{Registry, Series};
-use crate::snapshot::SeriesKind;
+use crate::snapshot::{Extra, SeriesKind};
 use crate::token::Token;
 
 /// Why a connection closed.
@@ -37,12 +37,12 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    fn extra_name(self) -> &'static str {
+    fn extra(self) -> Extra {
         match self {
-            CloseReason::Normal => "closed_normal",
-            CloseReason::Aborted => "closed_aborted",
-            CloseReason::Dead => "closed_dead",
-            CloseReason::Error => "closed_error",
+            CloseReason::Normal => Extra::ClosedNormal,
+            CloseReason::Aborted => Extra::ClosedAborted,
+            CloseReason::Dead => Extra::ClosedDead,
+            CloseReason::Error => Extra::ClosedError,
         }
     }
 }
@@ -66,7 +66,7 @@ impl ConnState {
         let token = self.token.lock().take();
         match token {
             Some(t) => {
-                self.series.bump(reason.extra_name(), 1);
+                self.series.bump(reason.extra(), 1);
                 drop(t);
                 true
             }
@@ -240,7 +240,7 @@ fn reap(shared: &Shared) -> usize {
         }
         if state.close(CloseReason::Dead) {
             reaped += 1;
-            shared.series.bump("reaped", 1);
+            shared.series.bump(Extra::Reaped, 1);
             let hook = state.on_reap.lock().take();
             if let Some(hook) = hook
                 && std::panic::catch_unwind(AssertUnwindSafe(hook)).is_err()

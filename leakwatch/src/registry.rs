@@ -15,7 +15,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::counter::{BatchReader, Half, Pair, PairCounter};
 use crate::scope::{FindingLog, ScopeFinding, ScopeObserverId};
 use crate::site::SiteTable;
-use crate::snapshot::{SeriesKind, SeriesSnapshot, Snapshot};
+use crate::snapshot::{Extra, SeriesKind, SeriesSnapshot, Snapshot};
 use crate::tracked::TypeStats;
 
 /// A named series: the live items of one kind under one name, plus its per-kind totals.
@@ -46,12 +46,13 @@ impl Series {
         }
     }
 
-    /// Adds `n` to the extra total `which` (one of the kind's [`SeriesKind::extra_names`]).
-    pub(crate) fn bump(&self, which: &str, n: u64) {
-        if let Some((_, c)) = self.extras.iter().find(|(name, _)| *name == which) {
-            c.add(Half::Up, n);
+    /// Adds `n` to the extra total `which` (one of the kind's [`SeriesKind::extras`]).
+    pub(crate) fn bump(&self, which: Extra, n: u64) {
+        // `extras` holds the kind's totals in the order of `SeriesKind::extras`.
+        if let Some(i) = self.kind.extras().iter().position(|e| *e == which) {
+            self.extras[i].1.add(Half::Up, n);
         } else {
-            debug_assert!(false, "series kind {:?} has no extra {which}", self.kind);
+            debug_assert!(false, "series kind {:?} has no extra {which:?}", self.kind);
         }
     }
 

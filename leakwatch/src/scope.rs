@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::counter::Half;
 use crate::registry::{Registry, RegistryInner, Series};
 use crate::site::{SiteLocation, fmt_location};
-use crate::snapshot::SeriesKind;
+use crate::snapshot::{Extra, SeriesKind};
 use crate::token::{Named, Token};
 
 /// Default time a closed scope's items get to go away before they are reported.
@@ -251,7 +251,7 @@ impl ScopeInner {
         if let Some(closed_at) = st.closed_at {
             drop(st);
             let after_close = closed_at.elapsed();
-            self.series.bump("late", 1);
+            self.series.bump(Extra::Late, 1);
             self.registry
                 .findings
                 .report(ScopeFinding::LateRegistration {
@@ -324,7 +324,7 @@ impl ScopeInner {
             }
         }
         for f in found {
-            self.series.bump("outlived", 1);
+            self.series.bump(Extra::Outlived, 1);
             self.registry.findings.report(f);
         }
     }

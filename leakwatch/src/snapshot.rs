@@ -37,20 +37,90 @@ pub enum SeriesKind {
     Gauge,
 }
 
+/// A per-kind event total of a series (besides created/dropped): the one place these names
+/// are spelled. Counting code names them by variant, so a typo does not compile instead of
+/// silently counting nothing; the string is the snapshot's `extra` key and the metric name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Extra {
+    /// Callback calls made by emits.
+    Delivered,
+    /// Emits.
+    Emitted,
+    /// Connections closed normally.
+    ClosedNormal,
+    /// Connections whose response was aborted.
+    ClosedAborted,
+    /// Connections found dead by their liveness check.
+    ClosedDead,
+    /// Connections closed by an error.
+    ClosedError,
+    /// Connections the reaper closed.
+    Reaped,
+    /// Registrations refused because their scope had closed.
+    Late,
+    /// Bound items still alive a grace period after their scope closed.
+    Outlived,
+}
+
+impl Extra {
+    /// The name in snapshots (`extra`) and metrics (`<name>.<series>`).
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Extra::Delivered => "delivered",
+            Extra::Emitted => "emitted",
+            Extra::ClosedNormal => "closed_normal",
+            Extra::ClosedAborted => "closed_aborted",
+            Extra::ClosedDead => "closed_dead",
+            Extra::ClosedError => "closed_error",
+            Extra::Reaped => "reaped",
+            Extra::Late => "late",
+            Extra::Outlived => "outlived",
+        }
+    }
+}
+
+/// The names of `extras`, in order, at compile time.
+const fn extra_names<const N: usize>(extras: [Extra; N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = extras[i].name();
+        i += 1;
+    }
+    out
+}
+
+const CALLBACK_EXTRAS: [Extra; 2] = [Extra::Delivered, Extra::Emitted];
+const CONNECTION_EXTRAS: [Extra; 5] = [
+    Extra::ClosedNormal,
+    Extra::ClosedAborted,
+    Extra::ClosedDead,
+    Extra::ClosedError,
+    Extra::Reaped,
+];
+const SCOPE_EXTRAS: [Extra; 2] = [Extra::Late, Extra::Outlived];
+static CALLBACK_NAMES: [&str; 2] = extra_names(CALLBACK_EXTRAS);
+static CONNECTION_NAMES: [&str; 5] = extra_names(CONNECTION_EXTRAS);
+static SCOPE_NAMES: [&str; 2] = extra_names(SCOPE_EXTRAS);
+
 impl SeriesKind {
+    /// The per-kind totals of this kind, in the order of [`extra_names`](Self::extra_names).
+    pub(crate) fn extras(self) -> &'static [Extra] {
+        match self {
+            SeriesKind::Type | SeriesKind::Token | SeriesKind::Counter | SeriesKind::Gauge => &[],
+            SeriesKind::Callbacks => &CALLBACK_EXTRAS,
+            SeriesKind::Connections => &CONNECTION_EXTRAS,
+            SeriesKind::Scope => &SCOPE_EXTRAS,
+        }
+    }
+
     /// The per-kind event totals a series of this kind carries besides created/dropped.
     pub fn extra_names(self) -> &'static [&'static str] {
         match self {
             SeriesKind::Type | SeriesKind::Token | SeriesKind::Counter | SeriesKind::Gauge => &[],
-            SeriesKind::Callbacks => &["delivered", "emitted"],
-            SeriesKind::Connections => &[
-                "closed_normal",
-                "closed_aborted",
-                "closed_dead",
-                "closed_error",
-                "reaped",
-            ],
-            SeriesKind::Scope => &["late", "outlived"],
+            SeriesKind::Callbacks => &CALLBACK_NAMES,
+            SeriesKind::Connections => &CONNECTION_NAMES,
+            SeriesKind::Scope => &SCOPE_NAMES,
         }
     }
 
