@@ -1,7 +1,7 @@
 //! What counting costs: create+drop of a boxed 64-byte struct, untracked vs `#[tracked]` vs
 //! `countme` vs one shared atomic, on 1 thread and on 2 threads hammering the same type; token
 //! create+drop and callback register+unregister through a `StaticSeries` against the same work
-//! uncounted (and the by-name APIs for reference); and `Registry::snapshot()` with 10,000
+//! uncounted, and scope open+close likewise (and the by-name APIs for reference); and `Registry::snapshot()` with 10,000
 //! series.
 //!
 //! Run with `cargo bench -p leakwatch --bench counting`. Each figure is the minimum over many
@@ -87,6 +87,7 @@ const VARIANTS: [(Variant, &str); 4] = [
 ];
 
 static TOKENS: StaticSeries = StaticSeries::tokens("bench.token");
+static SCOPES: StaticSeries = StaticSeries::scopes("bench.scope");
 static CALLBACKS: StaticSeries = StaticSeries::callbacks("bench.callbacks");
 
 // `data` is only there to make the value 64 bytes before the token.
@@ -227,6 +228,74 @@ fn register_named(iters: u64) {
     }
 }
 
+/// The uncounted baseline for scopes: the same structure as `leakwatch::Scope` (a shared
+/// handle around shared state: a mutex over the close time, the bound items and a key
+/// counter, plus the grace period), closed explicitly and then dropped, without counting.
+struct PlainScopeState {
+    closed_at: Option<Instant>,
+    bound: std::collections::HashMap<u64, u64>,
+    next_key: u64,
+}
+struct PlainScopeInner {
+    grace: Duration,
+    state: parking_lot::Mutex<PlainScopeState>,
+}
+struct PlainScopeHandle {
+    inner: Arc<PlainScopeInner>,
+}
+impl PlainScopeHandle {
+    fn close(&self) -> bool {
+        let mut st = self.inner.state.lock();
+        if st.closed_at.is_some() {
+            return false;
+        }
+        st.closed_at = Some(Instant::now());
+        black_box((st.bound.is_empty(), st.next_key, self.inner.grace));
+        true
+    }
+}
+impl Drop for PlainScopeHandle {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[inline(never)]
+fn scope_plain(iters: u64) {
+    for _ in 0..iters {
+        let scope = Arc::new(PlainScopeHandle {
+            inner: Arc::new(PlainScopeInner {
+                grace: Duration::from_secs(5),
+                state: parking_lot::Mutex::new(PlainScopeState {
+                    closed_at: None,
+                    bound: std::collections::HashMap::new(),
+                    next_key: 0,
+                }),
+            }),
+        });
+        black_box(scope.close());
+        drop(black_box(scope));
+    }
+}
+
+#[inline(never)]
+fn scope_static(iters: u64) {
+    for _ in 0..iters {
+        let scope = SCOPES.open_scope();
+        black_box(scope.close());
+        drop(black_box(scope));
+    }
+}
+
+#[inline(never)]
+fn scope_named(iters: u64) {
+    for _ in 0..iters {
+        let scope = leakwatch::Scope::open("bench.scope.by_name");
+        black_box(scope.close());
+        drop(black_box(scope));
+    }
+}
+
 /// One thread's loop; `#[inline(never)]` so every variant is compiled the same way.
 #[inline(never)]
 fn hammer(v: Variant, iters: u64) {
@@ -333,6 +402,12 @@ const TOKEN_ROWS: [Row; 4] = [
     ("Token::new(name)", boxed_named_token, None),
 ];
 
+const SCOPE_ROWS: [Row; 3] = [
+    ("uncounted scope structure", scope_plain, None),
+    ("StaticSeries::open_scope", scope_static, Some(1.25)),
+    ("Scope::open(name)", scope_named, None),
+];
+
 const CALLBACK_ROWS: [Row; 3] = [
     ("uncounted registry", register_plain, None),
     ("Callbacks::with_series", register_static, Some(1.25)),
@@ -398,7 +473,7 @@ fn main() {
     // `cargo test --benches` runs benches with `--test`-like args; keep that quick.
     if std::env::args().any(|a| a == "--test") {
         hammer(Variant::Tracked, 10);
-        for (_, f, _) in TOKEN_ROWS.iter().chain(&CALLBACK_ROWS) {
+        for (_, f, _) in TOKEN_ROWS.iter().chain(&CALLBACK_ROWS).chain(&SCOPE_ROWS) {
             f(10);
         }
         println!("counting bench: smoke run ok");
@@ -415,6 +490,7 @@ fn main() {
             threads,
             ITERS,
         );
+        items &= bench_group("scope open+close", &SCOPE_ROWS, threads, ITERS / 10);
         items &= bench_group(
             "callback register+unregister",
             &CALLBACK_ROWS,
@@ -431,5 +507,6 @@ fn main() {
         0,
         "registrations must return to zero"
     );
+    assert_eq!(SCOPES.counts().live, 0, "scopes must return to zero");
     println!("overall: {}", verdict(one && two && items && snap));
 }

@@ -23,6 +23,7 @@ use crate::registry::{Registry, RegistryInner, Series};
 use crate::site::{SiteLocation, fmt_location};
 use crate::snapshot::{Extra, SeriesKind};
 use crate::token::{Named, Token};
+use crate::tracked::TypeStats;
 
 /// Default time a closed scope's items get to go away before they are reported.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -227,16 +228,59 @@ struct ScopeState {
     next_key: u64,
 }
 
+/// What a scope counts in: a registry's series, or a [`StaticSeries`](crate::StaticSeries).
+enum ScopeSeries {
+    Series(Arc<Series>),
+    Static(&'static TypeStats),
+}
+
+/// The registry a scope reports to: shared, or the global one without a reference count to
+/// update (scopes through static series open and close without touching a shared line).
+enum RegistryRef {
+    Shared(Arc<RegistryInner>),
+    Global,
+}
+
+impl RegistryRef {
+    fn get(&self) -> &RegistryInner {
+        match self {
+            RegistryRef::Shared(r) => r,
+            RegistryRef::Global => &Registry::global().inner,
+        }
+    }
+
+    fn registry(&self) -> Registry {
+        match self {
+            RegistryRef::Shared(r) => Registry { inner: r.clone() },
+            RegistryRef::Global => Registry::global().clone(),
+        }
+    }
+}
+
 pub(crate) struct ScopeInner {
-    series: Arc<Series>,
-    registry: Arc<RegistryInner>,
+    series: ScopeSeries,
+    registry: RegistryRef,
     grace: Duration,
     state: Mutex<ScopeState>,
 }
 
 impl ScopeInner {
     fn name(&self) -> &str {
-        &self.series.name
+        match &self.series {
+            ScopeSeries::Series(s) => &s.name,
+            ScopeSeries::Static(stats) => stats.name(),
+        }
+    }
+
+    /// Adds to a per-kind total. A static series keeps its totals in the global registry's
+    /// series of the same name, looked up here: late and outlived items are rare.
+    fn bump(&self, extra: Extra) {
+        match &self.series {
+            ScopeSeries::Series(s) => s.bump(extra, 1),
+            ScopeSeries::Static(stats) => Registry::global()
+                .series(SeriesKind::Scope, stats.name())
+                .bump(extra, 1),
+        }
     }
 
     /// Binds an item created at `created`, or refuses (and reports `attempt`, where the bind
@@ -251,8 +295,9 @@ impl ScopeInner {
         if let Some(closed_at) = st.closed_at {
             drop(st);
             let after_close = closed_at.elapsed();
-            self.series.bump(Extra::Late, 1);
+            self.bump(Extra::Late);
             self.registry
+                .get()
                 .findings
                 .report(ScopeFinding::LateRegistration {
                     scope: self.name().to_owned(),
@@ -292,7 +337,10 @@ impl ScopeInner {
         st.closed_at = Some(Instant::now());
         let has_items = !st.bound.is_empty();
         drop(st);
-        self.series.items.incr(Half::Down);
+        match &self.series {
+            ScopeSeries::Series(s) => s.items.incr(Half::Down),
+            ScopeSeries::Static(stats) => stats.on_drop(),
+        }
         // A grace too long to add to a clock (e.g. `Duration::MAX`) means "never report"; this
         // also runs from `Drop`, where a panic during unwinding would abort.
         if has_items && let Some(due) = Instant::now().checked_add(self.grace) {
@@ -324,8 +372,8 @@ impl ScopeInner {
             }
         }
         for f in found {
-            self.series.bump(Extra::Outlived, 1);
-            self.registry.findings.report(f);
+            self.bump(Extra::Outlived);
+            self.registry.get().findings.report(f);
         }
     }
 }
@@ -407,12 +455,22 @@ impl ScopeBuilder {
     pub fn open(self) -> Scope {
         let series = self.registry.series(SeriesKind::Scope, &self.name);
         series.items.incr(Half::Up);
+        Scope::make(
+            ScopeSeries::Series(series),
+            RegistryRef::Shared(self.registry.inner.clone()),
+            self.grace,
+        )
+    }
+}
+
+impl Scope {
+    fn make(series: ScopeSeries, registry: RegistryRef, grace: Duration) -> Scope {
         Scope {
             handle: Arc::new(ScopeHandle {
                 inner: Arc::new(ScopeInner {
                     series,
-                    registry: self.registry.inner.clone(),
-                    grace: self.grace,
+                    registry,
+                    grace,
                     state: Mutex::new(ScopeState {
                         closed_at: None,
                         bound: HashMap::new(),
@@ -422,9 +480,18 @@ impl ScopeBuilder {
             }),
         }
     }
-}
 
-impl Scope {
+    /// A scope counted in a static series (global registry, default grace); see
+    /// [`StaticSeries::open_scope`](crate::StaticSeries::open_scope).
+    pub(crate) fn open_static(stats: &'static TypeStats) -> Scope {
+        stats.on_create();
+        Scope::make(
+            ScopeSeries::Static(stats),
+            RegistryRef::Global,
+            DEFAULT_GRACE,
+        )
+    }
+
     /// Opens a scope named `name` in the global registry.
     pub fn open(name: &str) -> Scope {
         Scope::builder(name).open()
@@ -469,9 +536,7 @@ impl Scope {
     pub fn token(&self, name: &str) -> Result<Token, ScopeClosed> {
         let site = Location::caller();
         let binding = self.inner().bind(name, site, site)?;
-        let registry = Registry {
-            inner: self.inner().registry.clone(),
-        };
+        let registry = self.inner().registry.registry();
         let mut t = Token::create(&registry, SeriesKind::Token, name, site);
         t.set_binding(binding);
         Ok(t)

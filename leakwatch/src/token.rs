@@ -59,12 +59,41 @@ impl StaticSeries {
         }
     }
 
+    /// A series of [`Scope`](crate::Scope)s called `name`, for
+    /// [`open_scope`](Self::open_scope).
+    #[track_caller]
+    pub const fn scopes(name: &'static str) -> StaticSeries {
+        StaticSeries {
+            stats: TypeStats::for_series(name, SeriesKind::Scope, Location::caller()),
+        }
+    }
+
+    /// Opens a scope counted in this series (global registry, default grace period), without
+    /// the name lookup and registry reference count of [`Scope::open`](crate::Scope::open).
+    /// Late registrations and outlived items are counted in the global registry's series of
+    /// the same name, as with `Scope::open(name)`.
+    ///
+    /// ```
+    /// static STREAMS: leakwatch::StaticSeries = leakwatch::StaticSeries::scopes("docs.stream");
+    ///
+    /// let stream = STREAMS.open_scope();
+    /// assert_eq!(STREAMS.counts().live, 1);
+    /// stream.close();
+    /// assert!(stream.token("late.relay").is_err());
+    /// let s = leakwatch::snapshot();
+    /// assert_eq!(s.get("docs.stream").unwrap().extra("late"), 1);
+    /// assert_eq!(STREAMS.counts().live, 0);
+    /// ```
+    pub fn open_scope(&'static self) -> crate::Scope {
+        crate::Scope::open_static(&self.stats)
+    }
+
     /// The series name.
     pub fn name(&self) -> &'static str {
         self.stats.name()
     }
 
-    /// The kind of series (token or callbacks).
+    /// The kind of series (token, callbacks or scope).
     pub fn kind(&self) -> SeriesKind {
         self.stats.kind()
     }
