@@ -199,12 +199,10 @@ impl StatsdExporterBuilder {
         // unconnected one never learns that nothing listens. Linux only: cadence sends with
         // `send_to`, which BSD-derived systems refuse on a connected socket (EISCONN).
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        socket
-            .connect(target)
-            .map_err(|e| StatsdError::Address {
-                addr: target.to_string(),
-                reason: format!("cannot connect a UDP socket to it: {e}"),
-            })?;
+        socket.connect(target).map_err(|e| StatsdError::Address {
+            addr: target.to_string(),
+            reason: format!("cannot connect a UDP socket to it: {e}"),
+        })?;
         let udp = BufferedUdpMetricSink::with_capacity(target, socket, datagram_size)
             .map_err(|e| StatsdError::Sink(e.to_string()))?;
 
