@@ -8,6 +8,7 @@
 //! | `presence.expected_callbacks` | gauge | callbacks that open streams say they hold |
 //! | `stream.Shared`, `conversations.Lookup` | tracked types | per-stream state, lookups in flight |
 //! | `process.sockets` | gauge | sockets the kernel holds for the process |
+//! | `server.sockets` | gauge | the kernel's sockets on the server's port (listener + accepted) |
 //! | `tokio.alive_tasks`, `tokio.global_queue_depth` | gauges | the runtime |
 //! | `http.status.<code>`, `http.rejected.<reason>`, `http.resync.<reason>` | counters | responses |
 //! | `streams.closed.<cause>` | counters | why streams ended |
@@ -163,6 +164,23 @@ impl Metrics {
     }
 }
 
+/// Adds this service's rules to a watchdog: the divergences of [`rules`], and growth on the
+/// default selection judged against [`LOAD`].
+pub fn configure(mut b: leakwatch::WatchdogBuilder) -> leakwatch::WatchdogBuilder {
+    for rule in rules() {
+        b = b.divergence(rule);
+    }
+    // Counts that rise with open streams are load, not leaks.
+    b.load_series(LOAD)
+}
+
+/// The rules [`configure`] gives a watchdog, for `leakwatch analyze` of its recordings.
+pub fn watchdog_rules() -> leakwatch::detect::RuleSet {
+    configure(leakwatch::Watchdog::builder())
+        .rules()
+        .expect("the service's built-in rules are valid")
+}
+
 /// The series that measures load: counts that rise and fall with it are not leaks.
 pub const LOAD: &str = "live.http.streams";
 
@@ -186,7 +204,7 @@ pub fn dashboard(watchdog: Arc<leakwatch::Watchdog>) -> leakwatch_dashboard::Das
                     "live.presence.expected_callbacks",
                     "live.http.streams",
                     "live.stream",
-                    "live.process.sockets",
+                    "live.server.sockets",
                     "live.tokio.alive_tasks",
                 ],
             ),
@@ -211,17 +229,63 @@ pub fn rules() -> Vec<DivergenceRule> {
             .sustain(SUSTAIN)
     };
     vec![
-        // The seed's second bug: callbacks nobody open holds.
+        // The seed's second bug: callbacks nobody open holds. Both counts are exact
+        // bookkeeping read in one snapshot, so a small absolute slack is enough.
         above(
             "live.presence.callbacks",
             "live.presence.expected_callbacks",
-            3.0,
-        ),
+            10.0,
+        )
+        .rel_tolerance(None),
         // Every open stream holds a scope, and the other way round.
         above("live.stream", "live.http.streams", 3.0),
         // The seed's first bug, directly: streams the app thinks are open without a socket.
-        above("live.http.streams", "live.process.sockets", 3.0),
+        above("live.http.streams", "live.server.sockets", 3.0),
         // Every open stream runs a task; a stream without one was never closed.
         above("live.http.streams", "live.tokio.alive_tasks", 3.0),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leakwatch::detect::{Engine, FindingState};
+
+    /// Values a healthy server shows, with `leak` callbacks nobody holds.
+    fn tick(t: f64, leak: f64) -> Vec<(&'static str, f64)> {
+        let streams = 300.0 + (t % 7.0);
+        let held = streams * 3.8;
+        vec![
+            ("live.http.streams", streams),
+            ("live.stream", streams),
+            ("live.server.sockets", streams + 1.0),
+            ("live.tokio.alive_tasks", streams + 4.0),
+            ("live.presence.expected_callbacks", held),
+            ("live.presence.callbacks", held + leak),
+        ]
+    }
+
+    #[test]
+    fn leaked_callbacks_fire_the_divergence_within_a_minute_and_healthy_stays_quiet() {
+        let mut engine = Engine::new(watchdog_rules()).unwrap();
+        let mut fired = None;
+        for s in 1..=120 {
+            let t = f64::from(s);
+            let leak = (t - 5.0).max(0.0) * 1.5;
+            for f in engine.observe(t, tick(t, leak)) {
+                if f.state == FindingState::Firing && fired.is_none() {
+                    fired = Some((t, f.series.clone()));
+                }
+            }
+        }
+        let (t, series) = fired.expect("the leak is found");
+        assert_eq!(series, "live.presence.callbacks");
+        assert!(t <= 60.0, "found after {t} s");
+
+        let mut engine = Engine::new(watchdog_rules()).unwrap();
+        for s in 1..=300 {
+            let t = f64::from(s);
+            assert!(engine.observe(t, tick(t, 0.0)).is_empty(), "healthy at {t}");
+        }
+    }
 }

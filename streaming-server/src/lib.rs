@@ -25,6 +25,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod conversations;
+pub mod demo;
 pub mod faults;
 pub mod fixture;
 pub mod frame;

@@ -26,6 +26,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Drive a running server with simulated clients and check what they receive.
     Simulate(Box<SimArgs>),
+    /// The one-command demo: server, watchdog and simulated traffic with a seed bug switched
+    /// on; prints alerts as they fire and writes a report folder.
+    Demo(Box<streaming_server::demo::DemoArgs>),
     /// Print a generated fixture (JSON) to stdout.
     Fixture {
         /// Number of users.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => runtime().block_on(serve(*args)),
         Command::Simulate(args) => runtime().block_on(simulate(*args)),
+        Command::Demo(args) => runtime().block_on(demo(*args)),
     }
 }
 
@@ -148,6 +152,17 @@ async fn simulate(args: SimArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("streaming-server simulate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn demo(args: streaming_server::demo::DemoArgs) -> ExitCode {
+    match streaming_server::demo::run(&args).await {
+        Ok(outcome) if outcome.success => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("streaming-server demo: {e}");
             ExitCode::from(2)
         }
     }

@@ -69,6 +69,7 @@ pub struct Server {
     accept: JoinHandle<()>,
     #[cfg(feature = "instrument")]
     _tokio: TokioGauges,
+    _server_sockets: leakwatch::Gauge,
 }
 
 /// What a shutdown did.
@@ -102,6 +103,10 @@ impl Server {
             addr: config.addr,
             source,
         })?;
+        // The kernel's own count of this server's sockets: the witness for "streams the app
+        // thinks are open" (a client or exporter in the same process does not blur it).
+        let server_sockets =
+            leakwatch::process::watch_tcp_port(registry, "server.sockets", addr.port());
         let reap_interval = config.reap_interval;
         let (tx, rx) = watch::channel(false);
         let dir = Arc::new(Directory::new(fixture));
@@ -123,11 +128,7 @@ impl Server {
             None => None,
             Some(interval) => {
                 let mut b = Watchdog::builder().registry(registry).interval(interval);
-                for rule in instrument::rules() {
-                    b = b.divergence(rule);
-                }
-                // Counts that rise with open streams are load, not leaks.
-                b = b.load_series(instrument::LOAD);
+                b = instrument::configure(b);
                 if watching.log_alerts {
                     b = b.log_alerts();
                 }
@@ -166,6 +167,7 @@ impl Server {
             accept,
             #[cfg(feature = "instrument")]
             _tokio: tokio_gauges,
+            _server_sockets: server_sockets,
         })
     }
 
