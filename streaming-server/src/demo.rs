@@ -45,6 +45,12 @@ pub struct DemoArgs {
     /// Simulated clients at the peak of the load profile.
     #[arg(long, default_value_t = 300)]
     pub clients: usize,
+    /// New client connections per second at most (the simulator's `--connect-rate`).
+    #[arg(long, default_value_t = 100.0)]
+    pub connect_rate: f64,
+    /// Median stream lifetime (the simulator's `--lifetime`).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub lifetime: Duration,
     /// Load over time: steady, ramp, diurnal or spike.
     #[arg(long, default_value = "steady")]
     pub profile: Profile,
@@ -130,6 +136,10 @@ pub struct Outcome {
     pub analyzed: Vec<(String, String)>,
     /// What the live watchdog fired: (rule, series).
     pub live: Vec<(String, String)>,
+    /// Resident memory a quarter into the traffic (warmed up), bytes.
+    pub rss_warm_bytes: Option<u64>,
+    /// Resident memory after the traffic drained, bytes.
+    pub rss_end_bytes: Option<u64>,
     /// The simulator's report.
     pub traffic: Report,
     /// The report folder.
@@ -254,12 +264,21 @@ pub async fn run(args: &DemoArgs) -> Result<Outcome, DemoError> {
 
     let sim = SimArgs {
         clients: args.clients,
+        connect_rate: args.connect_rate,
+        lifetime: args.lifetime,
         duration: args.duration,
         profile: args.profile,
         seed: Some(args.seed),
         ..SimArgs::default()
     };
     *started.lock().expect("not poisoned") = Some(Instant::now());
+    let warm = tokio::spawn({
+        let quarter = args.duration / 4;
+        async move {
+            tokio::time::sleep(quarter).await;
+            leakwatch::memory::resident_bytes()
+        }
+    });
     let ticker = tokio::spawn(live_lines(
         registry.clone(),
         seen.clone(),
@@ -305,6 +324,8 @@ pub async fn run(args: &DemoArgs) -> Result<Outcome, DemoError> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = drained_counts(registry);
+    let rss_warm_bytes = warm.await.ok().flatten();
+    let rss_end_bytes = leakwatch::memory::resident_bytes();
     let reaped = registry
         .snapshot_counts()
         .get("http.streams")
@@ -356,6 +377,8 @@ pub async fn run(args: &DemoArgs) -> Result<Outcome, DemoError> {
             .collect(),
         analyzed,
         live,
+        rss_warm_bytes,
+        rss_end_bytes,
         traffic,
         folder: folder.clone(),
     };
