@@ -460,7 +460,9 @@ fn relative_rules_keep_the_series_own_history_too() {
         rel.state_bytes_per_series().unwrap(),
     );
     println!("state bytes per series: plain {p}, relative {r}");
-    assert!(p < 2200 && r > p && r < p + 1300, "plain {p}, relative {r}");
+    // A relative rule keeps a second history (fine points carry a white-noise variance
+    // besides the value: 12 bytes each).
+    assert!(p < 2200 && r > p && r < p + 1500, "plain {p}, relative {r}");
 }
 
 #[test]

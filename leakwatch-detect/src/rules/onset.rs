@@ -302,6 +302,100 @@ pub(crate) fn best_hinge(
     })
 }
 
+/// z of the slope of the hinge with its change at bucket `c` (a straight line for `c = 0`),
+/// least squares on `(t, y)`, with the noise measured against a known white-noise yardstick:
+/// `white` is the variance a bucket median would have if the samples inside the bucket were
+/// independent (measured inside the buckets, see `history`).
+///
+/// Model: bucket medians = fit + white noise (variance `white`) + an AR(1) wander
+/// (variance `u`, correlation `φ` per bucket). The residuals' semivariogram at lags 1 and 2
+/// gives `γ(h) = white + u·(1 − φ^h)`. When the lag-1 excess over `white` is within
+/// `dead_zone` standard errors of zero (white noise: SE ≈ white·√(3/(n−1))), the noise is
+/// taken as white (variance the larger of `white` and `γ(1)`); otherwise `φ = γ(2)/γ(1) − 1`
+/// on the excesses and `u = excess(1)/(1 − φ)`. The slope's variance is then exact for that
+/// model: `Σᵢⱼ wᵢ wⱼ C(i − j)` with `w` the least-squares weights, in O(n).
+pub(crate) fn white_ar_z(
+    t: &[f64],
+    y: &[f64],
+    c: usize,
+    width: f64,
+    white: f64,
+    dead_zone: f64,
+    s: &mut OnsetScratch,
+) -> Option<(f64, f64)> {
+    let n = y.len();
+    if n < 6 || c + 3 > n || white.is_nan() || white <= 0.0 {
+        return None;
+    }
+    let nf = n as f64;
+    let reg = |i: usize| if i >= c { t[i] - t[c] + width } else { 0.0 };
+    let zbar = (0..n).map(reg).sum::<f64>() / nf;
+    let ybar = y.iter().sum::<f64>() / nf;
+    let (mut szz, mut szy) = (0.0, 0.0);
+    for (i, yi) in y.iter().enumerate() {
+        let d = reg(i) - zbar;
+        szz += d * d;
+        szy += d * (yi - ybar);
+    }
+    if szz <= 0.0 {
+        return None;
+    }
+    let b = szy / szz;
+    let r = |i: usize| y[i] - ybar - b * (reg(i) - zbar);
+    let semi = |lag: usize| {
+        (0..n - lag)
+            .map(|i| (r(i + lag) - r(i)).powi(2))
+            .sum::<f64>()
+            / (2.0 * (n - lag) as f64)
+    };
+    let (g1, g2) = (semi(1), semi(2));
+    let res = (0..n).map(|i| r(i).powi(2)).sum::<f64>() / (nf - 2.0);
+    let e1 = g1 - white;
+    let se = white * (3.0 / (nf - 1.0)).sqrt();
+    // Lag-1 autocorrelation of the residuals from the von Neumann ratio (γ(1) = C(0)(1 − ρ)):
+    // a lack of fit (a curve fitted by a line) shows here as well as a wander does.
+    let rho_r = 1.0 - g1 / res.max(f64::MIN_POSITIVE);
+    let white_ok = e1 <= dead_zone * se && rho_r <= dead_zone / nf.sqrt();
+    let (sw, su, phi) = if white_ok {
+        (white.max(g1).max(res), 0.0, 0.0)
+    } else {
+        let e1 = e1.max(0.0);
+        let e2 = (g2 - white).max(e1);
+        let phi_v = if e1 > 0.0 { e2 / e1 - 1.0 } else { 0.0 };
+        // On a few minutes of buckets φ is biased low (the fit absorbs slow wander), so a
+        // correlation, once seen, is taken as at least 0.9 (a correlation time of 10
+        // buckets): with 0.8 a little more mean-reverting wander fired.
+        let phi = phi_v.max(rho_r).clamp(0.9, 0.95);
+        // The wander's variance: what the residuals hold beyond the white part.
+        let su = (res - white).max(e1 / (1.0 - phi)).max(0.0);
+        (white, su, phi)
+    };
+    // Σᵢ wᵢ Σⱼ wⱼ φ^|i−j| by a forward and a backward pass.
+    let w = |i: usize| (reg(i) - zbar) / szz;
+    let mut sum_w2 = 0.0;
+    let mut cross = 0.0;
+    if su > 0.0 {
+        let fwd = &mut s.d;
+        fwd.clear();
+        fwd.resize(n, 0.0);
+        let mut acc = 0.0;
+        for (i, f) in fwd.iter_mut().enumerate() {
+            acc = w(i) + phi * acc;
+            *f = acc;
+        }
+        acc = 0.0;
+        for i in (0..n).rev() {
+            acc = w(i) + phi * acc;
+            cross += w(i) * (fwd[i] + acc - w(i));
+        }
+    }
+    for i in 0..n {
+        sum_w2 += w(i) * w(i);
+    }
+    let var = sw * sum_w2 + su * cross;
+    (var > 0.0).then(|| (b / var.sqrt(), if white_ok { 0.0 } else { phi.max(1e-9) }))
+}
+
 /// Variance of the mean-centred lag-`lag` differences.
 fn lag_var(y: &[f64], lag: usize) -> f64 {
     let n = y.len().saturating_sub(lag);
@@ -352,6 +446,29 @@ mod tests {
             .collect();
         let o = best_hinge(&t, &y, params(), &mut OnsetScratch::default()).unwrap();
         assert!(o.over_step < 0.0, "{o:?}");
+    }
+
+    #[test]
+    fn white_yardstick_keeps_a_line_and_discounts_a_random_walk() {
+        let t: Vec<f64> = (0..30).map(|i| 10.0 * i as f64 + 5.0).collect();
+        // Uniform noise in [-1, 1] has variance 1/3.
+        let line: Vec<f64> = (0..30).map(|i| 100.0 + 0.02 * t[i] + noise(i)).collect();
+        let mut s = OnsetScratch::default();
+        let (z, phi) = white_ar_z(&t, &line, 0, 10.0, 1.0 / 3.0, 3.0, &mut s).unwrap();
+        // Slope 0.2 per bucket over 30 buckets against σ ≈ 0.58: z ≈ 0.2·√(30³/12)/0.58 ≈ 16.
+        assert_eq!(phi, 0.0, "white residuals stay white");
+        assert!(z > 10.0, "{z}");
+        // A random walk with steps of ±1 drifts as much, but its residuals are far from white.
+        let mut x = 100.0;
+        let walk: Vec<f64> = (0..30)
+            .map(|i| {
+                x += 0.2 + noise(i + 100);
+                x
+            })
+            .collect();
+        let (zw, phiw) = white_ar_z(&t, &walk, 0, 10.0, 1.0 / 3.0 / 10.0, 3.0, &mut s).unwrap();
+        assert!(phiw >= 0.9, "{phiw}");
+        assert!(zw < z / 3.0, "walk {zw}, line {z}");
     }
 
     #[test]
