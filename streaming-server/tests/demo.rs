@@ -101,7 +101,7 @@ fn drained(name: &str, v: &Value) {
 fn late_callback_is_caught_within_a_minute_on_the_callback_series() {
     let v = demo(
         "late-callback",
-        &["--inject", "late-callback", "--duration", "60s"],
+        &["--inject", "late-callback", "--duration", "50s"],
     );
     assert_eq!(v["success"], true);
     let t = v["detected_after_secs"].as_f64().expect("detected");
@@ -130,7 +130,7 @@ fn late_callback_is_caught_within_a_minute_on_the_callback_series() {
 fn a_lost_close_without_the_reaper_is_caught_within_a_minute() {
     let v = demo(
         "close-race",
-        &["--inject", "close-race", "--no-reaper", "--duration", "60s"],
+        &["--inject", "close-race", "--no-reaper", "--duration", "50s"],
     );
     assert_eq!(v["success"], true);
     let t = v["detected_after_secs"].as_f64().expect("detected");
@@ -152,7 +152,7 @@ fn a_lost_close_without_the_reaper_is_caught_within_a_minute() {
 fn with_the_reaper_lost_closes_are_reaped_and_nothing_fires() {
     let v = demo(
         "close-race-reaped",
-        &["--inject", "close-race", "--duration", "60s"],
+        &["--inject", "close-race", "--duration", "50s"],
     );
     assert_eq!(v["success"], true, "no alert: {:?}", firing(&v));
     assert!(
