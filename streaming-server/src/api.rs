@@ -286,3 +286,46 @@ async fn dashboard(
 async fn client_page() -> Html<&'static str> {
     Html(include_str!("client.html"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServeArgs;
+    use crate::fixture::{Directory, Fixture};
+
+    fn app(debug_token: Option<&str>) -> App {
+        let mut args = ServeArgs::default();
+        args.debug_token = debug_token.map(str::to_owned);
+        let reg = leakwatch::Registry::new();
+        let metrics = Arc::new(crate::instrument::Metrics::new(&reg));
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        App::new(
+            args.config().unwrap(),
+            Arc::new(Directory::new(Fixture::builtin())),
+            metrics,
+            rx,
+        )
+    }
+
+    #[test]
+    fn debug_routes_answer_loopback_or_the_debug_token_only() {
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let local6: SocketAddr = "[::1]:5000".parse().unwrap();
+        let uri: Uri = "/debug/leakwatch".parse().unwrap();
+        let none = HeaderMap::new();
+        let closed = app(None);
+        assert!(debug_allowed(&closed, local, &none, &uri).is_ok());
+        assert!(debug_allowed(&closed, local6, &none, &uri).is_ok());
+        assert!(debug_allowed(&closed, remote, &none, &uri).is_err());
+        let open = app(Some("s3cret"));
+        assert!(debug_allowed(&open, remote, &none, &uri).is_err());
+        let with_param: Uri = "/debug/leakwatch?debug_token=s3cret".parse().unwrap();
+        assert!(debug_allowed(&open, remote, &none, &with_param).is_ok());
+        let wrong: Uri = "/debug/leakwatch?debug_token=nope".parse().unwrap();
+        assert!(debug_allowed(&open, remote, &none, &wrong).is_err());
+        let mut bearer = HeaderMap::new();
+        bearer.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(debug_allowed(&open, remote, &bearer, &uri).is_ok());
+    }
+}

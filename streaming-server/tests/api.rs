@@ -489,3 +489,34 @@ async fn garbage_requests_get_a_4xx_and_the_server_lives_on() {
     assert_eq!(request(a, "GET", "/healthz", &[], b"").await.0, 200);
     srv.shutdown(S).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_taking_data_is_closed_as_dead_within_two_heartbeats() {
+    let reg = Registry::new();
+    // A large queue, so only the stalled write can end the stream.
+    let srv = server(&reg, |a| {
+        a.heartbeat = Duration::from_millis(200);
+        a.queue = 100_000;
+    })
+    .await;
+    let a = srv.addr;
+    let s = Sse::connect_small_buffer(a, CAT, "acme/main").await; // never reads
+    assert_eq!(s.status, 200);
+    let content = "z".repeat(60_000);
+    for _ in 0..40 {
+        post(a, BOB, "acme/main", &content).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(20), || reg
+            .snapshot()
+            .live("streams.closed.dead")
+            == 1)
+        .await,
+        "a write that cannot finish within two heartbeats closes the stream as dead"
+    );
+    let s2 = reg.snapshot();
+    assert_eq!(s2.get("http.streams").unwrap().extra("closed_dead"), 1);
+    assert_eq!(s2.live("streams.closed.slow_consumer"), 0);
+    drop(s);
+    srv.shutdown(S).await;
+}
