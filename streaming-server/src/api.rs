@@ -294,8 +294,10 @@ mod tests {
     use crate::fixture::{Directory, Fixture};
 
     fn app(debug_token: Option<&str>) -> App {
-        let mut args = ServeArgs::default();
-        args.debug_token = debug_token.map(str::to_owned);
+        let args = ServeArgs {
+            debug_token: debug_token.map(str::to_owned),
+            ..ServeArgs::default()
+        };
         let reg = leakwatch::Registry::new();
         let metrics = Arc::new(crate::instrument::Metrics::new(&reg));
         let (_tx, rx) = tokio::sync::watch::channel(false);
