@@ -501,6 +501,25 @@ fn print_end(o: &Outcome) {
             o.reaped
         );
     }
+    let moved: Vec<String> = o
+        .baseline
+        .iter()
+        .filter(|(_, (b, a))| b != a)
+        .map(|(k, (b, a))| format!("{k} {b} -> {a}"))
+        .collect();
+    if moved.is_empty() {
+        println!("after traffic: every connection-scoped count is back at its baseline");
+    } else {
+        println!("after traffic, not back at baseline: {}", moved.join(", "));
+    }
+    if let (Some(w), Some(e)) = (o.rss_warm_bytes, o.rss_end_bytes) {
+        println!(
+            "resident memory: {:.1} MB warmed up, {:.1} MB after traffic ({:+.1}%)",
+            w as f64 / 1e6,
+            e as f64 / 1e6,
+            (e as f64 / w as f64 - 1.0) * 100.0
+        );
+    }
     println!(
         "traffic: {} streams opened, {} aborts, {} resumes, {} 409s, {} violations",
         o.traffic.connections.opened,
