@@ -31,7 +31,7 @@ pub enum LifetimeDist {
 /// is a complete, moderate run (200 clients for 90 s).
 #[derive(clap::Args, Clone, Debug)]
 pub struct SimArgs {
-    /// Server to drive, `http://HOST:PORT`. Loopback only (127.0.0.0/8, [::1], localhost).
+    /// Server to drive, `http://HOST:PORT`. Loopback only (127.0.0.0/8, `[::1]`, localhost).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub target: String,
     /// Fixture JSON the server was started with (its users' tokens). Without it, the server's

@@ -83,7 +83,7 @@ pub struct Violations {
     pub total: u64,
     /// Count per kind.
     pub by_kind: BTreeMap<ViolationKind, u64>,
-    /// Up to [`EXAMPLES_PER_KIND`] examples per kind.
+    /// Up to `EXAMPLES_PER_KIND` (3) examples per kind.
     pub examples: Vec<Example>,
 }
 

@@ -15,7 +15,8 @@
 //! are posted (`--post-rate`) and users toggle active/idle (`--toggle-rate`). The run is
 //! bounded in time (`--duration` ≤ 1 h, then `--settle`, then every stream is closed) and in
 //! connections (`--max-connections`), aims only at loopback, and one `--seed` gives one
-//! schedule. What the checks verify is described in [`checks`].
+//! schedule. What the checks verify is described in the `checks` module (see
+//! [`ViolationKind`] for each kind of violation).
 
 mod args;
 mod checks;
