@@ -62,18 +62,43 @@ impl Hasher for Fnv {
     }
 }
 
-type Index = HashMap<Box<str>, usize, BuildHasherDefault<Fnv>>;
+type Index = HashMap<Box<str>, u32, BuildHasherDefault<Fnv>>;
+
+/// A series name registered with one [`Engine`] ([`Engine::register`]): a dense index that
+/// lets a caller who samples the same names every round skip the lookup by name.
+///
+/// Valid only for the engine that returned it; observing it on another engine samples
+/// whatever series has that index there (or panics when there is none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesId(u32);
+
+impl SeriesId {
+    /// The dense index (0, 1, 2, … in registration order), for callers' own vectors.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 #[derive(Debug)]
 struct RelativeTrack {
     rule: usize,
+    /// The load series (registered when this track was made).
+    load: usize,
     load_resets: u32,
     track: GrowthTrack,
 }
 
 #[derive(Debug)]
+struct Ceiling {
+    rule: usize,
+    /// The unit series of a per-unit limit.
+    per: Option<usize>,
+    state: Sustained,
+}
+
+/// Detector state of a live series (one that has been sampled and is not stale).
+#[derive(Debug)]
 struct Series {
-    name: Box<str>,
     value: f64,
     seen: f64,
     tick: u64,
@@ -82,13 +107,16 @@ struct Series {
     resets: u32,
     plain: Vec<(usize, GrowthTrack)>,
     relative: Vec<RelativeTrack>,
-    ceilings: Vec<(usize, Sustained)>,
+    ceilings: Vec<Ceiling>,
     divergence: Vec<usize>,
 }
 
 /// Runs a [`RuleSet`] over sampled values and reports findings as they fire and resolve.
 ///
-/// Feed it with [`observe`](Self::observe) once per sampling round, in non-decreasing time.
+/// Feed it with [`observe`](Self::observe) once per sampling round, in non-decreasing time;
+/// a caller that samples the same names every round can [`register`](Self::register) each
+/// name once and feed [`observe_ids`](Self::observe_ids) instead, which skips the lookup by
+/// name (both run the same detectors, and may be mixed).
 /// It is single-threaded and clock-free: `t` is whatever seconds the caller uses (Unix
 /// time for the live watchdog, recording time offline), so replaying a recording gives the
 /// same findings as watching live.
@@ -99,16 +127,24 @@ struct Series {
 /// series' growth state and resolves its growth findings as `reset`, and the ramp-up that
 /// follows is covered by the growth warm-up.
 ///
-/// Cost: a hash lookup and a push into a bucket per sample; trend statistics run only when
-/// one of the series' buckets closes, and bucket boundaries are staggered per series.
+/// Cost: a push into a bucket per sample, plus a hash lookup of the name when fed by name;
+/// trend statistics run only when one of the series' buckets closes, and bucket boundaries
+/// are staggered per series. Names of the rules' other series (loads, units, divergence
+/// pairs) are resolved once, when a series is first seen, not per sample.
 pub struct Engine {
     rules: RuleSet,
     growth: Vec<CompiledGrowth>,
     config: EngineConfig,
+    /// Name → id; ids index `names` and `slots`. Registered names are kept for the
+    /// engine's life (a stale series drops its detector state, not its id).
     index: Index,
+    names: Vec<Box<str>>,
     slots: Vec<Option<Series>>,
-    free: Vec<usize>,
+    /// Live series (`Some` slots).
+    live: usize,
+    /// Per divergence rule: its state, the tick it was last evaluated, and its two series.
     divergence: Vec<(Sustained, u64)>,
+    divergence_ids: Vec<(usize, usize)>,
     touched: Vec<usize>,
     due: Vec<usize>,
     tick: u64,
@@ -120,7 +156,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("rules", &self.rules)
-            .field("series", &self.index.len())
+            .field("series", &self.live)
             .finish()
     }
 }
@@ -152,20 +188,31 @@ impl Engine {
             .iter()
             .map(|_| (Sustained::default(), 0))
             .collect();
-        Ok(Self {
+        let mut engine = Self {
             rules,
             growth,
             config,
             index: Index::default(),
+            names: Vec::new(),
             slots: Vec::new(),
-            free: Vec::new(),
+            live: 0,
             divergence,
+            divergence_ids: Vec::new(),
             touched: Vec::new(),
             due: Vec::new(),
             tick: 0,
             last_sweep: f64::NEG_INFINITY,
             scratch: Scratch::default(),
-        })
+        };
+        for d in 0..engine.rules.divergence.len() {
+            let (a, b) = {
+                let r = &engine.rules.divergence[d];
+                (r.series.clone(), r.other.clone())
+            };
+            let ids = (engine.id_of(&a), engine.id_of(&b));
+            engine.divergence_ids.push(ids);
+        }
+        Ok(engine)
     }
 
     /// The rules this engine runs.
@@ -173,9 +220,25 @@ impl Engine {
         &self.rules
     }
 
-    /// Series currently tracked.
+    /// Series currently tracked (sampled and not stale).
     pub fn series_count(&self) -> usize {
-        self.index.len()
+        self.live
+    }
+
+    /// The id of series `name` in this engine, registering it on first use (idempotent: the
+    /// same name always gives the same id). Registering costs nothing per round: detector
+    /// state is made when the series is first observed and dropped when it goes stale, while
+    /// the id (and the name, a few bytes) stays valid for the engine's life.
+    pub fn register(&mut self, name: &str) -> SeriesId {
+        SeriesId(self.id_of(name) as u32)
+    }
+
+    /// The name `id` was registered under.
+    ///
+    /// # Panics
+    /// If `id` does not come from this engine.
+    pub fn name(&self, id: SeriesId) -> &str {
+        &self.names[id.index()]
     }
 
     /// Feeds one sampling round at time `t` (seconds) and returns the transitions it caused.
@@ -193,46 +256,102 @@ impl Engine {
     where
         I: IntoIterator<Item = (&'a str, f64)>,
     {
-        if !t.is_finite() {
+        if !self.begin_round(t) {
             return;
+        }
+        for (name, v) in values {
+            if v.is_finite() {
+                let id = self.id_of(name);
+                self.sample(t, id, v, out);
+            }
+        }
+        self.end_round(t, out);
+    }
+
+    /// Like [`observe`](Self::observe), for series registered with [`register`](Self::register):
+    /// the same detectors, without a lookup by name per sample.
+    ///
+    /// # Panics
+    /// If an id does not come from this engine.
+    pub fn observe_ids<I>(&mut self, t: f64, values: I) -> Vec<Finding>
+    where
+        I: IntoIterator<Item = (SeriesId, f64)>,
+    {
+        let mut out = Vec::new();
+        self.observe_ids_into(t, values, &mut out);
+        out
+    }
+
+    /// Like [`observe_ids`](Self::observe_ids), appending transitions to `out` (no
+    /// allocation when none).
+    ///
+    /// # Panics
+    /// If an id does not come from this engine.
+    pub fn observe_ids_into<I>(&mut self, t: f64, values: I, out: &mut Vec<Finding>)
+    where
+        I: IntoIterator<Item = (SeriesId, f64)>,
+    {
+        if !self.begin_round(t) {
+            return;
+        }
+        for (id, v) in values {
+            assert!(
+                id.index() < self.names.len(),
+                "SeriesId {} was not registered with this engine",
+                id.0
+            );
+            if v.is_finite() {
+                self.sample(t, id.index(), v, out);
+            }
+        }
+        self.end_round(t, out);
+    }
+
+    /// Starts a round at `t`; false when `t` is unusable (the round is ignored).
+    fn begin_round(&mut self, t: f64) -> bool {
+        if !t.is_finite() {
+            return false;
         }
         self.tick += 1;
         self.touched.clear();
-        for (name, v) in values {
-            if !v.is_finite() {
-                continue;
-            }
-            let id = match self.index.get(name) {
-                Some(&id) => id,
-                None => self.insert(name),
-            };
-            let s = self.slots[id].as_mut().expect("indexed slot is live");
-            if t < s.seen || s.tick == self.tick {
-                continue;
-            }
-            let restarted = detect_restart(s, v, &self.config);
-            s.value = v;
-            s.seen = t;
-            s.tick = self.tick;
-            if restarted {
-                s.resets += 1;
-                for (_, tr) in &mut s.plain {
-                    tr.reset(t, out);
-                }
-                for r in &mut s.relative {
-                    r.track.reset(t, out);
-                }
-            }
-            for (rule, tr) in &mut s.plain {
-                let ctx = Context {
-                    series: &s.name,
-                    value: v,
-                    other: None,
-                };
-                tr.push(&self.growth[*rule], t, v, ctx, &mut self.scratch, out);
-            }
-            self.touched.push(id);
+        true
+    }
+
+    /// Stores one finite sample of series `id` and runs its single-series growth rules.
+    fn sample(&mut self, t: f64, id: usize, v: f64, out: &mut Vec<Finding>) {
+        if self.slots[id].is_none() {
+            self.insert(id);
         }
+        let s = self.slots[id].as_mut().expect("inserted above");
+        if t < s.seen || s.tick == self.tick {
+            return;
+        }
+        let restarted = detect_restart(s, v, &self.config);
+        s.value = v;
+        s.seen = t;
+        s.tick = self.tick;
+        if restarted {
+            s.resets += 1;
+            for (_, tr) in &mut s.plain {
+                tr.reset(t, out);
+            }
+            for r in &mut s.relative {
+                r.track.reset(t, out);
+            }
+        }
+        for (rule, tr) in &mut s.plain {
+            let ctx = Context {
+                series: &self.names[id],
+                value: v,
+                other: None,
+            };
+            tr.push(&self.growth[*rule], t, v, ctx, &mut self.scratch, out);
+        }
+        self.touched.push(id);
+    }
+
+    /// Ends a round: the rules over several series, then (every 10 s) the stale sweep.
+    fn end_round(&mut self, t: f64, out: &mut Vec<Finding>) {
         self.paired(t, out);
         if t - self.last_sweep >= 10.0 {
             self.last_sweep = t;
@@ -240,12 +359,25 @@ impl Engine {
         }
     }
 
+    /// The id of `name`, registering it (without detector state) when new.
+    fn id_of(&mut self, name: &str) -> usize {
+        if let Some(&id) = self.index.get(name) {
+            return id as usize;
+        }
+        let id = self.names.len();
+        let id32 = u32::try_from(id).expect("fewer than 2^32 series names");
+        self.names.push(name.into());
+        self.slots.push(None);
+        self.index.insert(name.into(), id32);
+        id
+    }
+
     /// Relative growth, ceilings and divergence: everything that needs this round's values
     /// of several series, so it runs after all of them were stored.
     fn paired(&mut self, t: f64, out: &mut Vec<Finding>) {
         let skew = self.config.pair_skew.as_secs_f64();
-        let fresh = |slots: &[Option<Series>], index: &Index, name: &str| {
-            let s = slots[*index.get(name)?].as_ref()?;
+        let fresh = |slots: &[Option<Series>], id: usize| {
+            let s = slots[id].as_ref()?;
             (t - s.seen <= skew).then_some((s.value, s.resets))
         };
         self.due.clear();
@@ -253,14 +385,13 @@ impl Engine {
             let id = self.touched[k];
             let n_rel = self.slots[id].as_ref().map_or(0, |s| s.relative.len());
             for j in 0..n_rel {
-                let rule = self.slots[id].as_ref().expect("live").relative[j].rule;
+                let (rule, load_id) = {
+                    let r = &self.slots[id].as_ref().expect("live").relative[j];
+                    (r.rule, r.load)
+                };
                 let c = &self.growth[rule];
-                let load_name = c
-                    .rule
-                    .relative_to
-                    .as_deref()
-                    .expect("relative track has a load");
-                let Some((load, load_resets)) = fresh(&self.slots, &self.index, load_name) else {
+                let load_name = &self.names[load_id];
+                let Some((load, load_resets)) = fresh(&self.slots, load_id) else {
                     continue;
                 };
                 let s = self.slots[id].as_mut().expect("live");
@@ -272,7 +403,7 @@ impl Engine {
                 if load > 0.0 {
                     let ratio = s.value / load;
                     let ctx = Context {
-                        series: &s.name,
+                        series: &self.names[id],
                         value: s.value,
                         other: Some((load_name, load)),
                     };
@@ -281,19 +412,18 @@ impl Engine {
             }
             let n_ceil = self.slots[id].as_ref().map_or(0, |s| s.ceilings.len());
             for j in 0..n_ceil {
-                let rule =
-                    &self.rules.ceiling[self.slots[id].as_ref().expect("live").ceilings[j].0];
-                let unit = rule
-                    .per()
-                    .and_then(|p| fresh(&self.slots, &self.index, p))
-                    .map(|(v, _)| v);
+                let (rule, per) = {
+                    let c = &self.slots[id].as_ref().expect("live").ceilings[j];
+                    (&self.rules.ceiling[c.rule], c.per)
+                };
+                let unit = per.and_then(|p| fresh(&self.slots, p)).map(|(v, _)| v);
                 let Some(limit) = rule.limit_for(unit) else {
                     continue;
                 };
                 let s = self.slots[id].as_mut().expect("live");
-                let (value, name) = (s.value, &s.name);
+                let (value, name) = (s.value, &self.names[id]);
                 let clear = rule.clear_after.as_secs_f64();
-                s.ceilings[j].1.step(
+                s.ceilings[j].state.step(
                     t,
                     value > limit,
                     rule.sustain.as_secs_f64(),
@@ -312,10 +442,9 @@ impl Engine {
         }
         for &d in &self.due {
             let rule = &self.rules.divergence[d];
-            let (Some((a, _)), Some((b, _))) = (
-                fresh(&self.slots, &self.index, &rule.series),
-                fresh(&self.slots, &self.index, &rule.other),
-            ) else {
+            let (a_id, b_id) = self.divergence_ids[d];
+            let (Some((a, _)), Some((b, _))) = (fresh(&self.slots, a_id), fresh(&self.slots, b_id))
+            else {
                 continue;
             };
             let (violated, expected) = rule.check(a, b);
@@ -328,7 +457,12 @@ impl Engine {
         }
     }
 
-    fn insert(&mut self, name: &str) -> usize {
+    /// Makes the detector state of registered series `id`, which has none (first sample, or
+    /// back after going stale), resolving the other series its rules pair it with.
+    fn insert(&mut self, id: usize) {
+        // Owned: registering the paired series below grows `names`.
+        let name = self.names[id].clone();
+        let name = &*name;
         let phase = {
             let mut h = Fnv::default();
             h.write(name.as_bytes());
@@ -336,7 +470,6 @@ impl Engine {
             (h.finish() >> 11) as f64 / (1u64 << 53) as f64
         };
         let mut s = Series {
-            name: name.into(),
             value: f64::NAN,
             seen: f64::NEG_INFINITY,
             tick: 0,
@@ -347,23 +480,35 @@ impl Engine {
             ceilings: Vec::new(),
             divergence: Vec::new(),
         };
-        for (i, c) in self.growth.iter().enumerate() {
+        for i in 0..self.growth.len() {
+            let c = &self.growth[i];
             if c.rule.series.matches(name) {
                 let track = c.track(phase);
-                match &c.rule.relative_to {
+                match c.rule.relative_to.clone() {
                     None => s.plain.push((i, track)),
-                    Some(load) if load.as_str() != name => s.relative.push(RelativeTrack {
-                        rule: i,
-                        load_resets: 0,
-                        track,
-                    }),
+                    Some(load) if load != name => {
+                        let load = self.id_of(&load);
+                        s.relative.push(RelativeTrack {
+                            rule: i,
+                            load,
+                            load_resets: 0,
+                            track,
+                        });
+                    }
                     Some(_) => {}
                 }
             }
         }
-        for (i, r) in self.rules.ceiling.iter().enumerate() {
+        for i in 0..self.rules.ceiling.len() {
+            let r = &self.rules.ceiling[i];
             if r.series.matches(name) {
-                s.ceilings.push((i, Sustained::default()));
+                let per = r.per().map(str::to_owned);
+                let per = per.map(|p| self.id_of(&p));
+                s.ceilings.push(Ceiling {
+                    rule: i,
+                    per,
+                    state: Sustained::default(),
+                });
             }
         }
         for (i, r) in self.rules.divergence.iter().enumerate() {
@@ -371,18 +516,8 @@ impl Engine {
                 s.divergence.push(i);
             }
         }
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.slots[id] = Some(s);
-                id
-            }
-            None => {
-                self.slots.push(Some(s));
-                self.slots.len() - 1
-            }
-        };
-        self.index.insert(name.into(), id);
-        id
+        self.slots[id] = Some(s);
+        self.live += 1;
     }
 
     /// Drops series not seen for `stale_after`, resolving what depended on them.
@@ -401,15 +536,14 @@ impl Engine {
             for r in &mut s.relative {
                 r.track.gone(t, out);
             }
-            for (_, c) in &mut s.ceilings {
-                c.gone(t, out);
+            for c in &mut s.ceilings {
+                c.state.gone(t, out);
             }
             for &d in &s.divergence {
                 self.divergence[d].0.gone(t, out);
             }
-            self.index.remove(&s.name);
             self.slots[id] = None;
-            self.free.push(id);
+            self.live -= 1;
         }
         // Relative tracks whose load vanished can no longer resolve on their own.
         for id in 0..self.slots.len() {
@@ -421,14 +555,7 @@ impl Engine {
                 .relative
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| {
-                    let load = self.growth[r.rule]
-                        .rule
-                        .relative_to
-                        .as_deref()
-                        .unwrap_or_default();
-                    !self.index.contains_key(load)
-                })
+                .filter(|(_, r)| self.slots[r.load].is_none())
                 .map(|(j, _)| j)
                 .collect();
             let s = self.slots[id].as_mut().expect("live");
@@ -444,21 +571,25 @@ impl Engine {
         for s in self.slots.iter().flatten() {
             v.extend(s.plain.iter().filter_map(|(_, tr)| tr.active()));
             v.extend(s.relative.iter().filter_map(|r| r.track.active()));
-            v.extend(s.ceilings.iter().filter_map(|(_, c)| c.active()));
+            v.extend(s.ceilings.iter().filter_map(|c| c.state.active()));
         }
         v.extend(self.divergence.iter().filter_map(|(d, _)| d.active()));
         v
     }
 
     /// Bytes of detector state for one series watched by every growth rule of this engine
-    /// (history, detector state and bookkeeping, excluding the name's characters).
+    /// (history, detector state and bookkeeping, excluding the name's characters, which are
+    /// kept twice: in the id table and the name index).
     pub fn state_bytes_per_series(&self) -> usize {
         let tracks: usize = self
             .growth
             .iter()
             .map(|c| c.state_bytes() + std::mem::size_of::<(usize, GrowthTrack)>())
             .sum();
-        std::mem::size_of::<Series>() + std::mem::size_of::<(Box<str>, usize)>() + tracks
+        std::mem::size_of::<Option<Series>>()
+            + std::mem::size_of::<Box<str>>()
+            + std::mem::size_of::<(Box<str>, u32)>()
+            + tracks
     }
 }
 
@@ -471,4 +602,96 @@ fn detect_restart(s: &mut Series, v: f64, cfg: &EngineConfig) -> bool {
         s.reset_from = Some(s.value);
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CeilingRule, DivergenceRule, GrowthRule, Selector};
+
+    /// Growth (plain and relative to a load), a per-unit ceiling and a divergence: every
+    /// path that pairs series by name.
+    fn rules() -> RuleSet {
+        let live = Selector::new(["live.*"]).expect("valid selector");
+        RuleSet::default_growth(live.clone())
+            .with(
+                GrowthRule::new(live.clone())
+                    .relative_to("load.streams")
+                    .name("per-stream"),
+            )
+            .with(CeilingRule::per_unit(live, "load.streams", 1.5))
+            .with(DivergenceRule::new("live.callbacks", "load.streams"))
+    }
+
+    /// Round `s`: a steady load, a leak from minute 10, and a series that stops at minute
+    /// 20 (to go stale and come back at minute 40).
+    fn round(s: u32) -> Vec<(&'static str, f64)> {
+        let t = f64::from(s);
+        let streams = (400.0 + 8.0 * (t * 7.3).sin()).round();
+        let leaked = ((t - 600.0) / 10.0).max(0.0).floor();
+        let mut v = vec![
+            ("load.streams", streams),
+            ("live.callbacks", streams + leaked),
+        ];
+        if !(1200..2400).contains(&s) {
+            v.push(("live.other", 100.0 + (t * 3.1).sin().round()));
+        }
+        if s.is_multiple_of(7) {
+            v.push(("live.other", f64::NAN));
+        }
+        v
+    }
+
+    #[test]
+    fn ids_and_names_give_the_same_findings() {
+        let mut by_name = Engine::new(rules()).expect("valid rules");
+        let mut by_id = Engine::new(rules()).expect("valid rules");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for s in 0..3600 {
+            let t = f64::from(s);
+            let values = round(s);
+            by_name.observe_into(t, values.iter().copied(), &mut a);
+            let ids: Vec<(SeriesId, f64)> = values
+                .iter()
+                .map(|&(n, v)| (by_id.register(n), v))
+                .collect();
+            by_id.observe_ids_into(t, ids, &mut b);
+            if s == 2000 {
+                // `live.other` went stale (and comes back at 2400 with fresh state).
+                assert_eq!((by_name.series_count(), by_id.series_count()), (2, 2));
+            }
+        }
+        assert!(a.iter().any(|f| f.rule == crate::RuleKind::Divergence));
+        assert!(a.iter().any(|f| f.rule == crate::RuleKind::Ceiling));
+        assert_eq!(a, b);
+        assert_eq!((by_name.series_count(), by_id.series_count()), (3, 3));
+    }
+
+    #[test]
+    fn register_is_idempotent_and_names_round_trip() {
+        let mut e = Engine::new(rules()).expect("valid rules");
+        let x = e.register("live.x");
+        assert_eq!(e.register("live.x"), x);
+        let y = e.register("live.y");
+        assert_ne!(x, y);
+        assert_eq!((e.name(x), e.name(y)), ("live.x", "live.y"));
+        // Registered is not observed: no detector state yet.
+        assert_eq!(e.series_count(), 0);
+        e.observe_ids(1.0, [(x, 1.0), (y, f64::NAN)]);
+        assert_eq!(e.series_count(), 1);
+        assert_eq!(e.observe(2.0, [("live.x", 2.0)]), Vec::new());
+        assert_eq!(e.series_count(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "not registered with this engine")]
+    fn an_id_from_another_engine_is_refused() {
+        let mut other = Engine::new(rules()).expect("valid rules");
+        for i in 0..10 {
+            other.register(&format!("live.{i}"));
+        }
+        let foreign = other.register("live.foreign");
+        let mut e = Engine::new(RuleSet::new()).expect("valid rules");
+        e.observe_ids(1.0, [(foreign, 1.0)]);
+    }
 }

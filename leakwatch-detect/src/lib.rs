@@ -51,7 +51,8 @@
 //!
 //! # Cost
 //!
-//! A sample costs a hash lookup and a push into its bucket; trend statistics run only when
+//! A sample costs a push into its bucket, plus a hash lookup of its name when fed by name
+//! ([`Engine::register`] once and [`Engine::observe_ids`] skip it); trend statistics run only when
 //! a bucket closes (every 10 s fine, 60 s coarse), with bucket boundaries staggered per
 //! series, and most evaluations of healthy series stop at the cheap new-high check.
 //! Measured (`cargo bench -p leakwatch-detect --bench cost`, shared 2-core box): 0.15–0.28% of one core for
@@ -68,7 +69,7 @@ pub mod rules;
 mod selector;
 mod trend;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, SeriesId};
 pub use error::ConfigError;
 pub use finding::{Evidence, Finding, FindingState, ResolvedBy, RuleKind, Window};
 pub use rules::{CeilingRule, Direction, DivergenceRule, GrowthRule, Limit, Rule, RuleSet};

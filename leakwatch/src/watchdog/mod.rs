@@ -51,7 +51,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, unbounded};
 use leakwatch_detect::{
-    CeilingRule, ConfigError, DivergenceRule, Engine, GrowthRule, Rule, RuleSet, Selector,
+    CeilingRule, ConfigError, DivergenceRule, Engine, GrowthRule, Rule, RuleSet, Selector, SeriesId,
 };
 use parking_lot::Mutex;
 
@@ -447,7 +447,7 @@ impl WatchdogBuilder {
             consumer_panics,
             names,
             declared,
-            needed: Vec::new(),
+            fed: Vec::new(),
             findings: Vec::new(),
             rules_checked: false,
         };
@@ -557,8 +557,10 @@ struct Sampler {
     names: MetricNames,
     /// Metric ids below this have had their kind declared to the recording.
     declared: usize,
-    /// Per metric id: whether any rule needs it (decided once per name).
-    needed: Vec<Option<bool>>,
+    /// Per metric id: `None` until the metric is first seen, then the engine's id for it, or
+    /// `Some(None)` when no rule needs it (decided once per name, so a tick looks nothing up
+    /// by name).
+    fed: Vec<Option<Option<SeriesId>>>,
     findings: Vec<leakwatch_detect::Finding>,
     /// Whether the rules were checked against the series that exist ([`RULE_CHECK_AFTER`]).
     rules_checked: bool,
@@ -648,16 +650,25 @@ impl Sampler {
             }
         }
         self.findings.clear();
-        let (engine, needed) = (&mut self.engine, &mut self.needed);
-        let fed = metrics.iter().filter(|m| {
+        let (engine, fed) = (&mut self.engine, &mut self.fed);
+        for m in &metrics {
             let i = m.id as usize;
-            if i >= needed.len() {
-                needed.resize(i + 1, None);
+            if i >= fed.len() {
+                fed.resize(i + 1, None);
             }
-            *needed[i].get_or_insert_with(|| engine.rules().needs(m.name))
-        });
-        let fed: Vec<(&str, f64)> = fed.map(|m| (m.name, m.value)).collect();
-        engine.observe_into(t, fed, &mut self.findings);
+            if fed[i].is_none() {
+                fed[i] = Some(
+                    engine
+                        .rules()
+                        .needs(m.name)
+                        .then(|| engine.register(m.name)),
+                );
+            }
+        }
+        let values = metrics
+            .iter()
+            .filter_map(|m| fed[m.id as usize].flatten().map(|id| (id, m.value)));
+        engine.observe_ids_into(t, values, &mut self.findings);
         // Creation sites are only read when there is an alert to explain.
         let detailed = (!self.findings.is_empty()).then(|| self.registry.snapshot());
         for finding in &self.findings {
