@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cadence::{BufferedUdpMetricSink, MetricSink, QueuingMetricSink};
+use cadence::{MetricSink, QueuingMetricSink, UdpMetricSink};
 use parking_lot::Mutex;
 
 use super::StatsdError;
-use super::batch::Batch;
+use super::batch::{Batch, framed};
 use super::names::{host_name, push_sanitized_name, sanitize_component, sanitize_tag};
 use super::recorder::{StatsdRecorder, UserMetrics};
 use super::sink::{PacedSink, Progress};
@@ -203,8 +203,8 @@ impl StatsdExporterBuilder {
             addr: target.to_string(),
             reason: format!("cannot connect a UDP socket to it: {e}"),
         })?;
-        let udp = BufferedUdpMetricSink::with_capacity(target, socket, datagram_size)
-            .map_err(|e| StatsdError::Sink(e.to_string()))?;
+        let udp =
+            UdpMetricSink::from(target, socket).map_err(|e| StatsdError::Sink(e.to_string()))?;
 
         let dropped = EventCounter::new_in(&self.registry, DROPPED_COUNTER);
         let progress = Arc::new(Progress::default());
@@ -356,7 +356,8 @@ struct Inner {
 }
 
 impl Inner {
-    /// Queues one chunk of `lines` lines; a refusal (queue full) is counted, never waited on.
+    /// Queues one framed chunk of `lines` lines (see `batch`); a refusal (queue full) is
+    /// counted, never waited on.
     fn send_chunk(&self, chunk: &str, lines: usize) -> bool {
         // Counted before the emit so the worker's `passed_lines` never overtakes it.
         self.progress
@@ -384,8 +385,7 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Short-lived programs must not lose what they queued (the pitfall of
-        // metrics-exporter-statsd): send pending user metrics and push out the last datagram,
-        // unpaced, since a paced backlog may need longer than the timeout.
+        // metrics-exporter-statsd): send pending user metrics and what is queued, unpaced, since a paced backlog may need longer than the timeout.
         self.progress.unpaced.store(true, Ordering::Relaxed);
         if !flush(self, SHUTDOWN_FLUSH) {
             // The worker may still send these if the program lives on, but a program that
@@ -417,9 +417,7 @@ fn flush(inner: &Inner, timeout: Duration) -> bool {
         nap = (nap * 2).min(Duration::from_millis(5));
         done = inner.progress.passed.load(Ordering::Acquire) >= target;
     }
-    // Sends the partly filled datagram; cadence's buffered sink is behind a mutex, so this
-    // is safe next to the worker.
-    let _ = inner.queue.flush();
+    // Nothing is left in a buffer: each queued chunk is sent as its own datagram.
     done
 }
 
@@ -595,7 +593,7 @@ impl StatsdExporter {
             push_sanitized_name(&mut line, "alerts");
             push_sanitized_name(&mut line, &rule.replace('.', "_"));
             let _ = write!(line, ":1|c{}", inner.tags);
-            inner.send_chunk(&line, 1);
+            inner.send_chunk(&framed(&line), 1);
         }
         if inner.events {
             let (word, alert_type) = match state {
@@ -617,7 +615,7 @@ impl StatsdExporter {
                 tags = format!("{},{}", inner.tags, &tags[2..]);
             }
             line.push_str(&tags);
-            inner.send_chunk(&line, 1);
+            inner.send_chunk(&framed(&line), 1);
         }
     }
 
@@ -642,8 +640,8 @@ impl StatsdExporter {
         }
     }
 
-    /// Sends pending user metrics, waits (at most `timeout`) until every queued line has
-    /// reached the UDP buffer, and sends the last, partly filled datagram. Returns whether
+    /// Sends pending user metrics and waits (at most `timeout`) until every queued line has
+    /// been handed to the socket (each queued chunk is one datagram). Returns whether
     /// everything got out in time. Call it before a short-lived program exits (dropping the
     /// last handle does the same with a 1 s timeout).
     pub fn flush(&self, timeout: Duration) -> bool {

@@ -42,8 +42,8 @@
 //!   Counters are sent as the change of their total since the last export (`|c`).
 //! * **It never hurts the host.** Callers only format lines, join them into datagram-sized
 //!   chunks and `try_send` each chunk into a bounded queue ([`cadence::QueuingMetricSink`],
-//!   [`DEFAULT_QUEUE_CAPACITY`] chunks); a thread drains it into a buffered UDP sink
-//!   ([`cadence::BufferedUdpMetricSink`], datagrams of up to 1432 bytes, 8192 on loopback),
+//!   [`DEFAULT_QUEUE_CAPACITY`] chunks); a thread drains it into a UDP socket, one `send`
+//!   per chunk ([`cadence::UdpMetricSink`], datagrams of up to 1432 bytes, 8192 on loopback),
 //!   paced to 100 000 lines/s so the daemon's receive buffer does not overflow. A full queue
 //!   refuses a chunk at once; refused lines and failed sends are counted in the
 //!   [`EventCounter`](crate::EventCounter) `statsd.dropped` (so they are exported too) and
@@ -51,7 +51,7 @@
 //!   totals survive a full queue. When the daemon is down, UDP datagrams are simply lost:
 //!   nothing blocks, panics or logs.
 //! * **Short-lived programs lose nothing**: [`StatsdExporter::flush`] waits until every queued
-//!   line reached the socket and sends the last partial datagram; dropping the last exporter
+//!   line reached the socket; dropping the last exporter
 //!   handle or an [`ExportHandle`] does the same without pacing (at most 1 s; lines still
 //!   queued after that are counted in `statsd.dropped`).
 //!
