@@ -13,6 +13,11 @@
 # Needs what scripts/install-test-deps.sh installs (graphite-carbon, graphite-web, statsd@0.9.0
 # in $LEAKWATCH_STATSD_DIR, default ~/.cache/leakwatch-stack/statsd). Without graphite-web
 # the stack runs without the render API (read whisper files with whisper-fetch).
+#
+# Each daemon runs in a session of its own under a small watcher (this script's `_watch`), which
+# writes how it ended to log/<name>.exit ("exited with status N" / "killed by signal S"); its
+# output goes to log/<name>.out. `up` exits 3 (not 1) when a port was taken by someone else, so a
+# caller that picked free ports can pick new ones and retry.
 set -euo pipefail
 
 cmd=${1:-}
@@ -30,32 +35,86 @@ CARBON_QUERY_PORT=${CARBON_QUERY_PORT:-7002}
 GRAPHITE_WEB_PORT=${GRAPHITE_WEB_PORT:-8080}
 FLUSH_MS=${FLUSH_MS:-1000}
 
+SELF="$repo/scripts/$(basename "${BASH_SOURCE[0]}")"
 die() { echo "graphite-stack: $*" >&2; exit 1; }
+# Exit status 3: a port is taken (by another program); the same call with other ports may work.
+port_taken() { echo "graphite-stack: $*" >&2; exit 3; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-# Alive and ours: a stale PID file (after a reboot) may name an unrelated process by now;
-# every process `up` starts has this stack's directory in its command line or environment.
+# The kernel's start time of a process (field 22 of /proc/PID/stat, after the command name,
+# which may hold spaces): set at fork, unchanged by exec, so PID + start time name one process.
+start_time() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+# Alive and ours. The PID file holds "PID START_TIME GROUP". A stale PID file (after a reboot)
+# may name an unrelated process by now; the start time tells them apart. (This used to look
+# for the stack's directory in /proc/PID/cmdline, but while a process execs (setsid -> node,
+# carbon-cache -> python3) its cmdline reads empty for a moment, and under CPU load that
+# moment was seen often enough to report a starting daemon as dead: "statsd exited" with an
+# empty log, 3 runs in 11.)
 alive() {
   [ -f "$D/$1.pid" ] || return 1
-  local p; p=$(cat "$D/$1.pid")
-  kill -0 "$p" 2>/dev/null || return 1
-  [ -r "/proc/$p/cmdline" ] || return 0
-  tr '\0' '\n' < "/proc/$p/cmdline" 2>/dev/null | grep -qF "$D" && return 0
-  tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qF "$D"
+  local p s g
+  read -r p s g < "$D/$1.pid" || true
+  [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
+  # A zombie (ended, not yet reaped by its watcher) is not running.
+  [ "$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f1)" != Z ] || return 1
+  [ -n "$s" ] && [ "$(start_time "$p")" = "$s" ]
 }
-# A port someone else already listens on would make wait_tcp report success for a process
+# A port someone else already listens on would make wait_port report success for a process
 # that in fact failed to bind (and the test would talk to a foreign daemon): refuse up front.
 port_free() { # proto(t|u) port name
   if ss -l${1}nH "sport = :$2" 2>/dev/null | grep -q .; then
-    die "port $2 ($3) is already in use on this machine; choose another with the environment variable"
+    port_taken "port $2 ($3) is already in use on this machine; choose another with the environment variable"
   fi
 }
-wait_tcp() { # port name pidname: wait for a listener, fail early if the process died
-  for _ in $(seq 1 150); do
-    ss -ltnH "sport = :$1" 2>/dev/null | grep -q . && return 0
-    alive "$3" || { echo "graphite-stack: $2 exited; see $D/log/$3.out" >&2; tail -5 "$D/log/$3.out" >&2; return 1; }
+# Why a daemon is gone: its watcher's record (written a moment after the end) and its output.
+# Exits 3 if it died for want of a port, as a port picked free can be taken before the daemon
+# binds it (another program's bind to port 0 or outgoing connection).
+died() { # name pidname
+  local n=$2
+  for _ in $(seq 1 50); do [ -s "$D/log/$n.exit" ] && break; sleep 0.1; done
+  echo "graphite-stack: $1 ended before it was ready: $(cat "$D/log/$n.exit" 2>/dev/null || echo "no exit record")" >&2
+  echo "graphite-stack: last lines of $D/log/$n.out:" >&2
+  tail -20 "$D/log/$n.out" >&2 || true
+  if grep -qE 'EADDRINUSE|Address already in use|Couldn.t listen on' "$D/log/$n.out" 2>/dev/null; then
+    port_taken "$1 could not bind its port (taken by another program since it was checked)"
+  fi
+  return 1
+}
+wait_port() { # proto(t|u) port name pidname: poll for a listener, fail as soon as the process ends
+  for _ in $(seq 1 300); do
+    ss -l${1}nH "sport = :$2" 2>/dev/null | grep -q . && return 0
+    alive "$4" || { died "$3" "$4"; return 1; }
     sleep 0.1
   done
-  echo "graphite-stack: $2 not listening on 127.0.0.1:$1 after 15 s; see $D/log/" >&2; return 1
+  echo "graphite-stack: $3 not listening on 127.0.0.1:$2 after 30 s; see $D/log/$4.out" >&2; return 1
+}
+# Starts a daemon in a session of its own (so `down` can signal its whole process group)
+# under a watcher that records how it ends, and waits until the watcher wrote the PID file.
+launch() { # name command...
+  local n=$1; shift
+  rm -f "$D/$n.pid" "$D/log/$n.exit"
+  setsid bash "$SELF" _watch "$D" "$n" "$@" < /dev/null > /dev/null 2>&1 &
+  for _ in $(seq 1 100); do [ -s "$D/$n.pid" ] && return 0; sleep 0.05; done
+  die "the watcher of $n did not start"
+}
+# The watcher: the session leader, parent of the daemon; waits for it and writes how it ended.
+watch() { # dir name command...
+  set +e
+  D=$1; local n=$2; shift 2
+  local stopping=""
+  # `down` signals the whole group: note it and keep waiting for the daemon to end.
+  trap 'stopping=" (after a stop signal)"' TERM INT HUP
+  "$@" > "$D/log/$n.out" 2>&1 < /dev/null &
+  local child=$! rc
+  echo "$child $(start_time "$child") $$" > "$D/$n.pid.new" && mv "$D/$n.pid.new" "$D/$n.pid"
+  while :; do
+    wait "$child"; rc=$?
+    kill -0 "$child" 2>/dev/null || break # ended (a trapped signal also ends `wait` early)
+  done
+  # If a signal interrupted the last `wait` just as the daemon ended, its status is still kept.
+  local again; wait "$child" 2>/dev/null; again=$?; [ "$again" -ne 127 ] && rc=$again
+  local how="exited with status $rc"
+  [ "$rc" -gt 128 ] && how="killed by signal $(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128))) (status $rc)"
+  echo "$(date -u +%FT%TZ) $n (pid $child) $how$stopping" > "$D/log/$n.exit"
 }
 
 write_configs() {
@@ -154,19 +213,26 @@ up() {
   # A failed start stops what this run already started, so a retry is not refused.
   trap 'rc=$?; if [ $rc -ne 0 ]; then echo "graphite-stack: up failed; stopping what started" >&2; down; fi' EXIT
   write_configs
+  # Left by an earlier run in this directory (a crash, a reboot): twistd refuses to start while
+  # its PID file names a running process, and after a reboot that PID may be anyone's.
+  rm -f "$D"/run/*.pid
   local t0; t0=$(now_ms)
-  # --nodaemon: stay in the foreground so the recorded PID is carbon's own.
-  setsid carbon-cache --config="$D/conf/carbon.conf" --nodaemon start > "$D/log/carbon.out" 2>&1 < /dev/null &
-  echo $! > "$D/carbon.pid"; wait_tcp "$CARBON_PORT" carbon-cache carbon
-  ( cd "$STATSD_DIR" && exec setsid node node_modules/statsd/stats.js "$D/conf/statsd.js" ) > "$D/log/statsd.out" 2>&1 < /dev/null &
-  echo $! > "$D/statsd.pid"; wait_tcp "$STATSD_MGMT_PORT" statsd statsd
+  # --nodaemon: stay in the foreground (logging to stdout) so the watcher is carbon's parent.
+  launch carbon carbon-cache --config="$D/conf/carbon.conf" --nodaemon start
+  wait_port t "$CARBON_PORT" carbon-cache carbon
+  wait_port t "$CARBON_PICKLE_PORT" carbon-cache carbon
+  wait_port t "$CARBON_QUERY_PORT" carbon-cache carbon
+  # statsd resolves its backends relative to its own directory; the config path is absolute.
+  launch statsd node "$STATSD_DIR/node_modules/statsd/stats.js" "$D/conf/statsd.js"
+  wait_port u "$STATSD_PORT" statsd statsd
+  wait_port t "$STATSD_MGMT_PORT" statsd statsd
   echo "graphite-stack: carbon + statsd up after $(( $(now_ms) - t0 )) ms (statsd udp://127.0.0.1:$STATSD_PORT)"
   if command -v graphite-manage >/dev/null; then
     export PYTHONPATH="$D/webapp" GRAPHITE_SETTINGS_MODULE=stack_local_settings
     graphite-manage migrate --run-syncdb > "$D/log/migrate.out" 2>&1 || { tail -5 "$D/log/migrate.out" >&2; die "graphite-web migrate failed"; }
     # --noreload: the autoreloader would fork, and the recorded PID would not be the server.
-    setsid graphite-manage runserver "127.0.0.1:$GRAPHITE_WEB_PORT" --noreload > "$D/log/web.out" 2>&1 < /dev/null &
-    echo $! > "$D/web.pid"; wait_tcp "$GRAPHITE_WEB_PORT" graphite-web web
+    launch web graphite-manage runserver "127.0.0.1:$GRAPHITE_WEB_PORT" --noreload
+    wait_port t "$GRAPHITE_WEB_PORT" graphite-web web
     echo "graphite-stack: graphite-web up after $(( $(now_ms) - t0 )) ms"
   else
     echo "graphite-stack: graphite-web not installed: no render API (whisper files are in $D/storage/whisper)"
@@ -181,7 +247,9 @@ status() {
   [ -f "$D/ports" ] && . "$D/ports"
   local any=0
   for n in carbon statsd web; do
-    if alive "$n"; then echo "  $n: running (pid $(cat "$D/$n.pid"))"; any=1; else echo "  $n: stopped"; fi
+    if alive "$n"; then echo "  $n: running (pid $(cut -d' ' -f1 "$D/$n.pid"))"; any=1
+    elif [ -s "$D/log/$n.exit" ]; then echo "  $n: stopped: $(cat "$D/log/$n.exit")"
+    else echo "  $n: stopped"; fi
   done
   [ "$any" = 1 ] || return 0
   local w="http://127.0.0.1:$GRAPHITE_WEB_PORT"
@@ -200,12 +268,12 @@ EOF
 down() {
   for n in web statsd carbon; do
     local f="$D/$n.pid"; [ -f "$f" ] || continue
-    local p; p=$(cat "$f")
+    local p s g; read -r p s g < "$f" || true
     if alive "$n"; then
-      # Each process leads its own session (setsid): signal the group, children included.
-      kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-      if kill -0 "$p" 2>/dev/null; then kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; fi
+      # The watcher leads the daemon's session (setsid): signal the group, daemon included.
+      kill -TERM -- "-${g:-$p}" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+      for _ in $(seq 1 50); do alive "$n" || break; sleep 0.1; done
+      if alive "$n"; then kill -KILL -- "-${g:-$p}" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; fi
       echo "graphite-stack: stopped $n ($p)"
     fi
     rm -f "$f"
@@ -216,5 +284,6 @@ case "$cmd" in
   up) up ;;
   down) down ;;
   status) status ;;
+  _watch) shift 2; watch "$D" "$@" ;;
   *) echo "usage: $0 up|down|status [DIR]" >&2; exit 2 ;;
 esac
