@@ -21,7 +21,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use crate::memory::Heap;
+use serde::{Deserialize, Serialize};
 
 const STRIPES: usize = 16;
 
@@ -138,6 +138,17 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for CountingAlloc<A> {
         }
         p
     }
+}
+
+/// Heap figures from the counting allocator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heap {
+    /// Bytes currently allocated.
+    pub live_bytes: u64,
+    /// Allocations ever made.
+    pub allocations: u64,
+    /// Deallocations ever made.
+    pub deallocations: u64,
 }
 
 /// Heap figures, if a [`CountingAlloc`] is the global allocator (it has seen an allocation).

@@ -12,10 +12,11 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 
-use crate::registry::{Registry, Series};
+use crate::registry::Registry;
 use crate::scope::{Scope, ScopeClosed};
+use crate::series::Series;
+use crate::series::{Extra, SeriesKind};
 use crate::site::SiteLocation;
-use crate::snapshot::{Extra, SeriesKind};
 use crate::token::{StaticSeries, Token};
 
 /// A registered callback. `alive` is cleared on unsubscribe so that an emit which copied the

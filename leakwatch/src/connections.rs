@@ -18,8 +18,9 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{Registry, Series};
-use crate::snapshot::{Extra, SeriesKind};
+use crate::registry::Registry;
+use crate::series::Series;
+use crate::series::{Extra, SeriesKind};
 use crate::token::Token;
 
 /// Why a connection closed.
@@ -185,7 +186,7 @@ impl Connections {
     /// (clamped to 1 ms ..= 1 day, see [`clamp_spawn_interval`](crate::watchdog::clamp_spawn_interval)).
     /// The thread stops when the returned [`Reaper`] is dropped or the tracker is gone.
     pub fn start_reaper(&self, interval: Duration) -> Reaper {
-        let interval = crate::watchdog::clamp_spawn_interval(interval);
+        let interval = crate::interval::clamp_spawn_interval(interval);
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let weak = Arc::downgrade(&self.shared);
         let stop2 = stop.clone();

@@ -5,8 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::counter::Half;
-use crate::registry::{Registry, Series};
-use crate::snapshot::SeriesKind;
+use crate::registry::Registry;
+use crate::series::Series;
+use crate::series::SeriesKind;
 
 /// A monotonic counter named `name`, exported as `count.<name>`.
 ///

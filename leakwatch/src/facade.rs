@@ -153,7 +153,7 @@ impl MetricsBridge {
     /// returned handle is dropped. The interval is clamped to 1 ms ..= 1 day
     /// ([`clamp_spawn_interval`](crate::watchdog::clamp_spawn_interval)).
     pub fn spawn(mut self, registry: Registry, interval: Duration) -> Publisher {
-        let interval = crate::watchdog::clamp_spawn_interval(interval);
+        let interval = crate::interval::clamp_spawn_interval(interval);
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()

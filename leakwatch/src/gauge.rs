@@ -7,88 +7,15 @@
 //! that never fired, whatever the app's own counts say.
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use parking_lot::RwLock;
 
 use crate::registry::{Registry, RegistryInner};
-use crate::snapshot::{SeriesKind, SeriesSnapshot};
-
-type Sampler = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
-
-struct Entry {
-    id: u64,
-    name: String,
-    sample: Sampler,
-    peak: AtomicU64,
-}
-
-/// The gauges of one registry.
-#[derive(Default)]
-pub(crate) struct GaugeSet {
-    entries: RwLock<Vec<Arc<Entry>>>,
-    next_id: AtomicU64,
-    /// Samplers that panicked: their reading is left out of that snapshot.
-    panics: AtomicU64,
-}
-
-impl GaugeSet {
-    fn add(&self, name: &str, sample: Sampler) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.entries.write().push(Arc::new(Entry {
-            id,
-            name: name.to_owned(),
-            sample,
-            peak: AtomicU64::new(0),
-        }));
-        id
-    }
-
-    fn remove(&self, id: u64) {
-        self.entries.write().retain(|e| e.id != id);
-    }
-
-    /// Reads every gauge. Samplers run outside the lock, so one that registers or drops a
-    /// gauge cannot deadlock, and a panicking one is caught, counted and left out.
-    pub(crate) fn read(&self) -> Vec<SeriesSnapshot> {
-        let entries: Vec<Arc<Entry>> = self.entries.read().clone();
-        entries
-            .iter()
-            .filter_map(|e| {
-                let value = match catch_unwind(AssertUnwindSafe(|| (e.sample)())) {
-                    Ok(v) => v?,
-                    Err(_) => {
-                        self.panics.fetch_add(1, Ordering::Relaxed);
-                        return None;
-                    }
-                };
-                let peak = e.peak.fetch_max(value, Ordering::Relaxed).max(value);
-                Some(SeriesSnapshot {
-                    name: e.name.clone(),
-                    kind: SeriesKind::Gauge,
-                    created: 0,
-                    dropped: 0,
-                    live: value,
-                    peak,
-                    live_bytes: None,
-                    extra: Default::default(),
-                    sites: Vec::new(),
-                })
-            })
-            .collect()
-    }
-
-    pub(crate) fn panics(&self) -> u64 {
-        self.panics.load(Ordering::Relaxed)
-    }
-}
+use crate::series::Sampler;
 
 /// A sampled value in a registry, read at every snapshot until this handle is dropped.
 ///
 /// Made by [`Registry::gauge`]; it appears in snapshots as a series of kind
-/// [`SeriesKind::Gauge`] and flattens to the metric `live.<name>`, so rules and exporters treat
+/// [`SeriesKind::Gauge`](crate::SeriesKind::Gauge) and flattens to the metric `live.<name>`, so rules and exporters treat
 /// it like any live count.
 ///
 /// ```
@@ -147,9 +74,27 @@ pub fn sampler_panics(registry: &Registry) -> u64 {
     registry.inner.gauges.panics()
 }
 
+/// Creating a gauge in a registry.
+impl Registry {
+    /// Samples `read` at every snapshot of this registry as the series `name` (kind
+    /// [`SeriesKind::Gauge`](crate::SeriesKind::Gauge), metric `live.<name>`) until the returned handle is dropped.
+    /// `read` returns `None` when it has no value (the series is then absent from that
+    /// snapshot); it runs on the thread taking the snapshot, so it must be quick. See
+    /// [`crate::process`] and, with the `tokio` feature, the `runtime` module for ready-made ones.
+    pub fn gauge(
+        &self,
+        name: &str,
+        read: impl Fn() -> Option<u64> + Send + Sync + 'static,
+    ) -> Gauge {
+        Gauge::register(self, name, Arc::new(read))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::series::SeriesKind;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     #[test]
     fn a_panicking_sampler_is_left_out_and_counted() {

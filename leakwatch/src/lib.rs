@@ -69,7 +69,9 @@ mod connections;
 mod counter;
 mod event;
 pub mod facade;
+mod finding;
 mod gauge;
+mod interval;
 pub mod memory;
 pub mod process;
 pub mod recording;
@@ -77,6 +79,7 @@ mod registry;
 #[cfg(feature = "tokio")]
 pub mod runtime;
 pub mod scope;
+mod series;
 mod site;
 mod snapshot;
 #[cfg(feature = "statsd")]
@@ -92,10 +95,10 @@ pub use event::EventCounter;
 pub use gauge::{Gauge, sampler_panics};
 pub use registry::Registry;
 pub use scope::{Scope, ScopeBuilder, ScopeClosed, ScopeFinding, ScopeObserverId};
+pub use series::{Counts, SeriesKind, SeriesSnapshot};
 pub use site::Site;
 pub use snapshot::{
-    Counts, FlatMetric, Metric, MetricKind, MetricNames, SeriesChange, SeriesKind, SeriesSnapshot,
-    Snapshot, SnapshotDiff,
+    FlatMetric, Metric, MetricKind, MetricNames, SeriesChange, Snapshot, SnapshotDiff,
 };
 pub use testing::{assert_returns_to, assert_returns_within};
 pub use token::{Named, StaticSeries, StaticToken, Token, named, named_in};

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::alloc::Heap;
+
 /// Process memory at snapshot time.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Memory {
@@ -12,17 +14,6 @@ pub struct Memory {
     /// Heap figures from [`crate::alloc::CountingAlloc`], when it is the global allocator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heap: Option<Heap>,
-}
-
-/// Heap figures from the counting allocator.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Heap {
-    /// Bytes currently allocated.
-    pub live_bytes: u64,
-    /// Allocations ever made.
-    pub allocations: u64,
-    /// Deallocations ever made.
-    pub deallocations: u64,
 }
 
 impl Memory {

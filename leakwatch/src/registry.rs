@@ -4,107 +4,23 @@
 //! connections are created *in* a registry (the global one unless you pass another), and
 //! every series with the same name and kind shares one set of counters. `#[tracked]` types are
 //! process-wide statics and appear only in the global registry's snapshots.
+//!
+//! Reading a registry ([`Registry::snapshot`]) lives in `snapshot`, and creating a gauge in
+//! it ([`Registry::gauge`]) in `gauge`: the registry itself only holds things.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 
-use crate::counter::{BatchReader, Half, Pair, PairCounter};
-use crate::scope::{FindingLog, ScopeFinding, ScopeObserverId};
-use crate::site::SiteTable;
-use crate::snapshot::{Extra, SeriesKind, SeriesSnapshot, Snapshot};
-use crate::tracked::TypeStats;
-
-/// A named series: the live items of one kind under one name, plus its per-kind totals.
-pub(crate) struct Series {
-    pub(crate) name: String,
-    pub(crate) kind: SeriesKind,
-    pub(crate) items: PairCounter,
-    pub(crate) peak: AtomicU64,
-    pub(crate) sites: SiteTable,
-    /// Per-kind event totals, e.g. `delivered` for callbacks or `closed_aborted` for
-    /// connections. Only the `Up` half is used.
-    pub(crate) extras: Box<[(&'static str, PairCounter)]>,
-}
-
-impl Series {
-    fn new(name: &str, kind: SeriesKind) -> Series {
-        Series {
-            name: name.to_owned(),
-            kind,
-            items: PairCounter::new(),
-            peak: AtomicU64::new(0),
-            sites: SiteTable::default(),
-            extras: kind
-                .extra_names()
-                .iter()
-                .map(|n| (*n, PairCounter::new()))
-                .collect(),
-        }
-    }
-
-    /// Adds `n` to the extra total `which` (one of the kind's [`SeriesKind::extras`]).
-    pub(crate) fn bump(&self, which: Extra, n: u64) {
-        // `extras` holds the kind's totals in the order of `SeriesKind::extras`.
-        if let Some(i) = self.kind.extras().iter().position(|e| *e == which) {
-            self.extras[i].1.add(Half::Up, n);
-        } else {
-            debug_assert!(false, "series kind {:?} has no extra {which:?}", self.kind);
-        }
-    }
-
-    pub(crate) fn snapshot(
-        &self,
-        reader: &BatchReader,
-        now: Instant,
-        detail: Detail,
-    ) -> SeriesSnapshot {
-        let pair = reader.read(&self.items);
-        let peak = record_peak(&self.peak, pair);
-        SeriesSnapshot {
-            name: self.name.clone(),
-            kind: self.kind,
-            created: pair.up,
-            dropped: pair.down,
-            live: pair.live(),
-            peak,
-            live_bytes: None,
-            extra: self
-                .extras
-                .iter()
-                .map(|(n, c)| ((*n).to_owned(), reader.read(c).up))
-                .collect(),
-            sites: match detail {
-                Detail::WithSites => self.sites.snapshot(now),
-                Detail::CountsOnly => Vec::new(),
-            },
-        }
-    }
-}
-
-/// How much a snapshot reads besides the counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Detail {
-    /// Creation sites of live items too (a lock and a small sort per series).
-    WithSites,
-    /// Counts only: what samplers and exporters need every tick.
-    CountsOnly,
-}
-
-/// Raises `peak` to the live count just read and returns the high-water mark.
-pub(crate) fn record_peak(peak: &AtomicU64, pair: Pair) -> u64 {
-    let live = pair.live();
-    peak.fetch_max(live, Ordering::Relaxed).max(live)
-}
+use crate::finding::{FindingLog, ScopeFinding, ScopeObserverId};
+use crate::series::{GaugeSet, Series, SeriesKind};
 
 pub(crate) struct RegistryInner {
-    global: bool,
-    series: RwLock<BTreeMap<(SeriesKind, String), Arc<Series>>>,
+    pub(crate) global: bool,
+    pub(crate) series: RwLock<BTreeMap<(SeriesKind, String), Arc<Series>>>,
     pub(crate) findings: FindingLog,
-    pub(crate) gauges: crate::gauge::GaugeSet,
+    pub(crate) gauges: GaugeSet,
 }
 
 /// A set of series. [`Registry::global`] is where everything is counted by default;
@@ -126,27 +42,6 @@ impl std::fmt::Debug for Registry {
 }
 
 static GLOBAL: OnceLock<Registry> = OnceLock::new();
-/// Every `#[tracked]` type that has had at least one instance, in first-use order.
-static TYPES: Mutex<Vec<&'static TypeStats>> = Mutex::new(Vec::new());
-
-pub(crate) fn register_type(stats: &'static TypeStats) {
-    let mut types = TYPES.lock();
-    if types
-        .iter()
-        .any(|t| t.name() == stats.name() && t.kind() == stats.kind())
-    {
-        // Snapshots sum same-named types into one series; say so once per clash, as the
-        // user probably meant two series.
-        tracing::warn!(
-            series = stats.name(),
-            "two #[tracked] types share the series name {:?}; their counts are summed \
-             (give one a distinct #[tracked(name = \"...\")])",
-            stats.name()
-        );
-    }
-    types.push(stats);
-}
-
 impl Default for Registry {
     fn default() -> Self {
         Self::new()
@@ -201,53 +96,6 @@ impl Registry {
             .clone()
     }
 
-    /// Every series of this registry, read now, with the creation sites of live items.
-    pub fn snapshot(&self) -> Snapshot {
-        self.snapshot_with(Detail::WithSites)
-    }
-
-    /// Like [`snapshot`](Self::snapshot) without creation sites: cheaper, for code that reads
-    /// every series often (samplers, exporters).
-    pub fn snapshot_counts(&self) -> Snapshot {
-        self.snapshot_with(Detail::CountsOnly)
-    }
-
-    fn snapshot_with(&self, detail: Detail) -> Snapshot {
-        let now = Instant::now();
-        let reader = BatchReader::new();
-        let mut series: Vec<SeriesSnapshot> = self
-            .inner
-            .series
-            .read()
-            .values()
-            .map(|s| s.snapshot(&reader, now, detail))
-            .collect();
-        if self.inner.global {
-            let types: Vec<&'static TypeStats> = TYPES.lock().clone();
-            series.extend(types.iter().map(|t| t.snapshot(&reader)));
-        }
-        series.extend(self.inner.gauges.read());
-        let memory = if self.inner.global {
-            crate::memory::Memory::read()
-        } else {
-            crate::memory::Memory::default()
-        };
-        Snapshot::assemble(self.clone(), series, memory, self.inner.findings.recent())
-    }
-
-    /// Samples `read` at every snapshot of this registry as the series `name` (kind
-    /// [`SeriesKind::Gauge`], metric `live.<name>`) until the returned handle is dropped.
-    /// `read` returns `None` when it has no value (the series is then absent from that
-    /// snapshot); it runs on the thread taking the snapshot, so it must be quick. See
-    /// [`crate::process`] and, with the `tokio` feature, the `runtime` module for ready-made ones.
-    pub fn gauge(
-        &self,
-        name: &str,
-        read: impl Fn() -> Option<u64> + Send + Sync + 'static,
-    ) -> crate::gauge::Gauge {
-        crate::gauge::Gauge::register(self, name, Arc::new(read))
-    }
-
     /// Calls `observer` for every scope finding (late registration, outlived scope) in this
     /// registry the moment it is detected. Observers must be quick; a panicking observer is
     /// caught and counted, never propagated. The returned id removes it again
@@ -270,6 +118,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counter::Half;
 
     #[test]
     fn same_name_and_kind_share_a_series() {

@@ -7,203 +7,51 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::counter::BatchReader;
+use crate::finding::ScopeFinding;
 use crate::memory::Memory;
 use crate::registry::Registry;
-use crate::scope::ScopeFinding;
+use crate::series::{Detail, SeriesKind, SeriesSnapshot};
 use crate::site::Site;
 
-/// What kind of thing a series counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SeriesKind {
-    /// Instances of a `#[tracked]` type.
-    Type,
-    /// [`Token`](crate::Token)s and [`named`](crate::named) callbacks.
-    Token,
-    /// Registrations in a [`Callbacks`](crate::Callbacks) registry.
-    Callbacks,
-    /// Open connections of a [`Connections`](crate::Connections) tracker.
-    Connections,
-    /// Open [`Scope`](crate::Scope)s.
-    Scope,
-    /// An [`EventCounter`](crate::EventCounter): only `created` (the total) is meaningful.
-    Counter,
-    /// A value sampled when the snapshot is taken ([`Registry::gauge`]): open sockets, a
-    /// runtime's alive tasks. Only `live` (the value read) is meaningful.
-    Gauge,
-}
+/// Reading a registry: the one place a [`Snapshot`] is built from counters.
+impl Registry {
+    /// Every series of this registry, read now, with the creation sites of live items.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_with(Detail::WithSites)
+    }
 
-/// A per-kind event total of a series (besides created/dropped): the one place these names
-/// are spelled. Counting code names them by variant, so a typo does not compile instead of
-/// silently counting nothing; the string is the snapshot's `extra` key and the metric name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Extra {
-    /// Callback calls made by emits.
-    Delivered,
-    /// Emits.
-    Emitted,
-    /// Connections closed normally.
-    ClosedNormal,
-    /// Connections whose response was aborted.
-    ClosedAborted,
-    /// Connections found dead by their liveness check.
-    ClosedDead,
-    /// Connections closed by an error.
-    ClosedError,
-    /// Connections the reaper closed.
-    Reaped,
-    /// Registrations refused because their scope had closed.
-    Late,
-    /// Bound items still alive a grace period after their scope closed.
-    Outlived,
-}
+    /// Like [`snapshot`](Self::snapshot) without creation sites: cheaper, for code that reads
+    /// every series often (samplers, exporters).
+    pub fn snapshot_counts(&self) -> Snapshot {
+        self.snapshot_with(Detail::CountsOnly)
+    }
 
-impl Extra {
-    /// The name in snapshots (`extra`) and metrics (`<name>.<series>`).
-    pub(crate) const fn name(self) -> &'static str {
-        match self {
-            Extra::Delivered => "delivered",
-            Extra::Emitted => "emitted",
-            Extra::ClosedNormal => "closed_normal",
-            Extra::ClosedAborted => "closed_aborted",
-            Extra::ClosedDead => "closed_dead",
-            Extra::ClosedError => "closed_error",
-            Extra::Reaped => "reaped",
-            Extra::Late => "late",
-            Extra::Outlived => "outlived",
+    fn snapshot_with(&self, detail: Detail) -> Snapshot {
+        let now = Instant::now();
+        let reader = BatchReader::new();
+        let mut series: Vec<SeriesSnapshot> = self
+            .inner
+            .series
+            .read()
+            .values()
+            .map(|s| s.snapshot(&reader, now, detail))
+            .collect();
+        if self.inner.global {
+            let types = crate::tracked::types();
+            series.extend(types.iter().map(|t| t.snapshot(&reader)));
         }
-    }
-}
-
-/// The names of `extras`, in order, at compile time.
-const fn extra_names<const N: usize>(extras: [Extra; N]) -> [&'static str; N] {
-    let mut out = [""; N];
-    let mut i = 0;
-    while i < N {
-        out[i] = extras[i].name();
-        i += 1;
-    }
-    out
-}
-
-const CALLBACK_EXTRAS: [Extra; 2] = [Extra::Delivered, Extra::Emitted];
-const CONNECTION_EXTRAS: [Extra; 5] = [
-    Extra::ClosedNormal,
-    Extra::ClosedAborted,
-    Extra::ClosedDead,
-    Extra::ClosedError,
-    Extra::Reaped,
-];
-const SCOPE_EXTRAS: [Extra; 2] = [Extra::Late, Extra::Outlived];
-static CALLBACK_NAMES: [&str; 2] = extra_names(CALLBACK_EXTRAS);
-static CONNECTION_NAMES: [&str; 5] = extra_names(CONNECTION_EXTRAS);
-static SCOPE_NAMES: [&str; 2] = extra_names(SCOPE_EXTRAS);
-
-impl SeriesKind {
-    /// The per-kind totals of this kind, in the order of [`extra_names`](Self::extra_names).
-    pub(crate) fn extras(self) -> &'static [Extra] {
-        match self {
-            SeriesKind::Type | SeriesKind::Token | SeriesKind::Counter | SeriesKind::Gauge => &[],
-            SeriesKind::Callbacks => &CALLBACK_EXTRAS,
-            SeriesKind::Connections => &CONNECTION_EXTRAS,
-            SeriesKind::Scope => &SCOPE_EXTRAS,
-        }
-    }
-
-    /// The per-kind event totals a series of this kind carries besides created/dropped.
-    pub fn extra_names(self) -> &'static [&'static str] {
-        match self {
-            SeriesKind::Type | SeriesKind::Token | SeriesKind::Counter | SeriesKind::Gauge => &[],
-            SeriesKind::Callbacks => &CALLBACK_NAMES,
-            SeriesKind::Connections => &CONNECTION_NAMES,
-            SeriesKind::Scope => &SCOPE_NAMES,
-        }
-    }
-
-    /// Whether `live` counts items that exist now and should eventually go away. False for
-    /// [`Counter`](SeriesKind::Counter), whose `live` is its running total of events: a counter
-    /// that moved is not a leak.
-    pub fn has_live_items(self) -> bool {
-        !matches!(self, SeriesKind::Counter)
-    }
-
-    /// Lower-case name used in tables and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SeriesKind::Type => "type",
-            SeriesKind::Token => "token",
-            SeriesKind::Callbacks => "callbacks",
-            SeriesKind::Connections => "connections",
-            SeriesKind::Scope => "scope",
-            SeriesKind::Counter => "counter",
-            SeriesKind::Gauge => "gauge",
-        }
-    }
-}
-
-/// Counts of a `#[tracked]` type or any other series.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct Counts {
-    /// Items ever created (tracked instances, tokens, registrations, opened connections).
-    pub created: u64,
-    /// Items dropped, unregistered or closed.
-    pub dropped: u64,
-    /// `created - dropped`: items alive now.
-    pub live: u64,
-    /// Highest live count observed by any read (counts, snapshot, watchdog sample). Exact
-    /// peaks would need a shared write on every creation; sampling keeps counting contention-free.
-    pub peak: u64,
-    /// Approximate heap/stack bytes held by live instances (`size_of::<T>() × live`), for
-    /// tracked types.
-    pub live_bytes: Option<u64>,
-}
-
-/// One series as read in a snapshot.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SeriesSnapshot {
-    /// Series name, e.g. `presence.Watch` or `presence.relay`.
-    pub name: String,
-    /// What the series counts.
-    pub kind: SeriesKind,
-    /// Items ever created.
-    pub created: u64,
-    /// Items dropped.
-    pub dropped: u64,
-    /// Items alive.
-    pub live: u64,
-    /// Sampled high-water mark of `live`.
-    pub peak: u64,
-    /// `size_of × live` for tracked types.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub live_bytes: Option<u64>,
-    /// Per-kind totals (see [`SeriesKind::extra_names`]).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, u64>,
-    /// Creation sites with live items, oldest first, where known.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sites: Vec<Site>,
-}
-
-impl SeriesSnapshot {
-    /// The counts of this series.
-    pub fn counts(&self) -> Counts {
-        Counts {
-            created: self.created,
-            dropped: self.dropped,
-            live: self.live,
-            peak: self.peak,
-            live_bytes: self.live_bytes,
-        }
-    }
-
-    /// An extra total such as `delivered` or `closed_aborted` (0 if absent).
-    pub fn extra(&self, name: &str) -> u64 {
-        self.extra.get(name).copied().unwrap_or(0)
+        series.extend(self.inner.gauges.read());
+        let memory = if self.inner.global {
+            crate::memory::Memory::read()
+        } else {
+            crate::memory::Memory::default()
+        };
+        Snapshot::assemble(self.clone(), series, memory, self.inner.findings.recent())
     }
 }
 

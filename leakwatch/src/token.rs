@@ -10,11 +10,36 @@ use std::ops::{Deref, DerefMut};
 use std::panic::Location;
 use std::sync::Arc;
 
-use crate::registry::{Registry, Series};
-use crate::scope::Binding;
+use crate::registry::Registry;
+use crate::series::Series;
+use crate::series::{Counts, SeriesKind};
 use crate::site::SiteLocation;
-use crate::snapshot::{Counts, SeriesKind};
 use crate::tracked::TypeStats;
+
+/// What a token can be bound to (a scope): told when the token goes, so it stops waiting
+/// for it. A trait so that tokens need nothing of scopes.
+pub(crate) trait BindingOwner: Send + Sync {
+    /// The item bound under `key` is gone.
+    fn unbind(&self, key: u64);
+}
+
+/// Ties an item's lifetime to its owner (a scope); dropping it unbinds.
+pub(crate) struct Binding {
+    owner: Arc<dyn BindingOwner>,
+    key: u64,
+}
+
+impl Binding {
+    pub(crate) fn new(owner: Arc<dyn BindingOwner>, key: u64) -> Binding {
+        Binding { owner, key }
+    }
+}
+
+impl Drop for Binding {
+    fn drop(&mut self) {
+        self.owner.unbind(self.key);
+    }
+}
 
 /// A series declared once as a `static`: tokens, named callbacks and callback registrations
 /// counted through it cost what a `#[tracked]` value costs (a thread-local stripe number and a
@@ -38,7 +63,7 @@ use crate::tracked::TypeStats;
 /// (from the first snapshot that saw items live); use [`Token::new`] where you need each
 /// creation's own line.
 pub struct StaticSeries {
-    stats: TypeStats,
+    pub(crate) stats: TypeStats,
 }
 
 impl StaticSeries {
@@ -66,26 +91,6 @@ impl StaticSeries {
         StaticSeries {
             stats: TypeStats::for_series(name, SeriesKind::Scope, Location::caller()),
         }
-    }
-
-    /// Opens a scope counted in this series (global registry, default grace period), without
-    /// the name lookup and registry reference count of [`Scope::open`](crate::Scope::open).
-    /// Late registrations and outlived items are counted in the global registry's series of
-    /// the same name, as with `Scope::open(name)`.
-    ///
-    /// ```
-    /// static STREAMS: leakwatch::StaticSeries = leakwatch::StaticSeries::scopes("docs.stream");
-    ///
-    /// let stream = STREAMS.open_scope();
-    /// assert_eq!(STREAMS.counts().live, 1);
-    /// stream.close();
-    /// assert!(stream.token("late.relay").is_err());
-    /// let s = leakwatch::snapshot();
-    /// assert_eq!(s.get("docs.stream").unwrap().extra("late"), 1);
-    /// assert_eq!(STREAMS.counts().live, 0);
-    /// ```
-    pub fn open_scope(&'static self) -> crate::Scope {
-        crate::Scope::open_static(&self.stats)
     }
 
     /// The series name.

@@ -7,9 +7,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
+use parking_lot::Mutex;
+
 use crate::counter::{BatchReader, Half, Pair, PairCounter, StripedCounter};
-use crate::registry::record_peak;
-use crate::snapshot::{Counts, SeriesKind, SeriesSnapshot};
+use crate::series::record_peak;
+use crate::series::{Counts, SeriesKind, SeriesSnapshot};
 
 /// How a type's live bytes are known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +139,7 @@ impl TypeStats {
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            crate::registry::register_type(self);
+            register_type(self);
         }
     }
 
@@ -166,7 +168,7 @@ impl TypeStats {
         let pair = self.counter.read_batch(reader);
         let live = pair.live();
         let sites = match self.site {
-            Some(site) if live > 0 => vec![crate::Site {
+            Some(site) if live > 0 => vec![crate::site::Site {
                 location: crate::site::fmt_location(site),
                 live,
                 age_ms: self.live_for_ms(),
@@ -373,4 +375,31 @@ impl<T: Tracked + ?Sized> Ord for Tracker<T> {
 }
 impl<T: Tracked + ?Sized> std::hash::Hash for Tracker<T> {
     fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+/// Every `#[tracked]` type that has had at least one instance, in first-use order.
+static TYPES: Mutex<Vec<&'static TypeStats>> = Mutex::new(Vec::new());
+
+fn register_type(stats: &'static TypeStats) {
+    let mut types = TYPES.lock();
+    if types
+        .iter()
+        .any(|t| t.name() == stats.name() && t.kind() == stats.kind())
+    {
+        // Snapshots sum same-named types into one series; say so once per clash, as the
+        // user probably meant two series.
+        tracing::warn!(
+            series = stats.name(),
+            "two #[tracked] types share the series name {:?}; their counts are summed \
+             (give one a distinct #[tracked(name = \"...\")])",
+            stats.name()
+        );
+    }
+    types.push(stats);
+}
+
+/// The `#[tracked]` types that have had an instance so far (the global registry's snapshot
+/// reads them).
+pub(crate) fn types() -> Vec<&'static TypeStats> {
+    TYPES.lock().clone()
 }

@@ -661,7 +661,7 @@ impl StatsdExporter {
     /// interval is clamped to 1 ms ..= 1 day
     /// ([`clamp_spawn_interval`](crate::watchdog::clamp_spawn_interval)).
     pub fn spawn(&self, interval: Duration) -> ExportHandle {
-        let interval = crate::watchdog::clamp_spawn_interval(interval);
+        let interval = crate::interval::clamp_spawn_interval(interval);
         let stop = Arc::new(AtomicBool::new(false));
         let (exporter, stop2) = (self.clone(), stop.clone());
         let thread = std::thread::Builder::new()

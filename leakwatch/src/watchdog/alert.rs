@@ -7,7 +7,7 @@ use std::time::Duration;
 use leakwatch_detect::{Finding, FindingState, RuleKind, Window};
 use serde::{Deserialize, Serialize};
 
-use crate::scope::ScopeFinding;
+use crate::finding::ScopeFinding;
 use crate::site::Site;
 use crate::snapshot::Snapshot;
 

@@ -84,25 +84,10 @@ pub fn default_rules() -> RuleSet {
     RuleSet::default_growth(default_selection())
 }
 
-/// The longest sampling interval [`WatchdogBuilder::start`] accepts (one day). Background
-/// loops that cannot refuse an interval (`StatsdExporter::spawn`,
-/// [`MetricsBridge::spawn`](crate::facade::MetricsBridge::spawn)) clamp theirs with
-/// [`clamp_spawn_interval`] instead.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
-
 /// How many sent alerts (firing and resolved) [`Watchdog::recent_alerts`] keeps.
 pub const RECENT_ALERTS: usize = 256;
 
-/// The shortest interval of the background loops that clamp theirs (see [`MAX_INTERVAL`]):
-/// a zero interval would make them spin.
-pub const MIN_SPAWN_INTERVAL: Duration = Duration::from_millis(1);
-
-/// The interval a background loop that cannot report an error uses for `interval`: clamped
-/// to [`MIN_SPAWN_INTERVAL`]`..=`[`MAX_INTERVAL`], since deadlines computed from a huge one
-/// overflow `Instant` and a zero one spins.
-pub fn clamp_spawn_interval(interval: Duration) -> Duration {
-    interval.clamp(MIN_SPAWN_INTERVAL, MAX_INTERVAL)
-}
+pub use crate::interval::{MAX_INTERVAL, MIN_SPAWN_INTERVAL, clamp_spawn_interval};
 
 /// Why a watchdog could not start.
 #[derive(Debug, thiserror::Error)]
@@ -710,7 +695,7 @@ pub struct Watchdog {
     thread: Option<JoinHandle<()>>,
     /// This watchdog's scope-finding observer, removed at shutdown so restarts do not pile
     /// dead observers onto the registry.
-    observer: Option<(Registry, crate::ScopeObserverId)>,
+    observer: Option<(Registry, crate::finding::ScopeObserverId)>,
 }
 
 impl std::fmt::Debug for Watchdog {

@@ -1,0 +1,360 @@
+//! A series as counted and as read: what kind of thing it counts ([`SeriesKind`]), its
+//! per-kind totals ([`Extra`]), the counters behind one name ([`Series`]) and one reading of
+//! them ([`SeriesSnapshot`], [`Counts`]). Plain types shared by the counting handles, the
+//! registry and snapshots, so none of those needs another for them.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::RwLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::counter::{BatchReader, Half, Pair, PairCounter};
+use crate::site::{Site, SiteTable};
+
+/// What kind of thing a series counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesKind {
+    /// Instances of a `#[tracked]` type.
+    Type,
+    /// [`Token`](crate::Token)s and [`named`](crate::named) callbacks.
+    Token,
+    /// Registrations in a [`Callbacks`](crate::Callbacks) registry.
+    Callbacks,
+    /// Open connections of a [`Connections`](crate::Connections) tracker.
+    Connections,
+    /// Open [`Scope`](crate::Scope)s.
+    Scope,
+    /// An [`EventCounter`](crate::EventCounter): only `created` (the total) is meaningful.
+    Counter,
+    /// A value sampled when the snapshot is taken ([`Registry::gauge`](crate::Registry::gauge)): open sockets, a
+    /// runtime's alive tasks. Only `live` (the value read) is meaningful.
+    Gauge,
+}
+
+/// A per-kind event total of a series (besides created/dropped): the one place these names
+/// are spelled. Counting code names them by variant, so a typo does not compile instead of
+/// silently counting nothing; the string is the snapshot's `extra` key and the metric name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Extra {
+    /// Callback calls made by emits.
+    Delivered,
+    /// Emits.
+    Emitted,
+    /// Connections closed normally.
+    ClosedNormal,
+    /// Connections whose response was aborted.
+    ClosedAborted,
+    /// Connections found dead by their liveness check.
+    ClosedDead,
+    /// Connections closed by an error.
+    ClosedError,
+    /// Connections the reaper closed.
+    Reaped,
+    /// Registrations refused because their scope had closed.
+    Late,
+    /// Bound items still alive a grace period after their scope closed.
+    Outlived,
+}
+
+impl Extra {
+    /// The name in snapshots (`extra`) and metrics (`<name>.<series>`).
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Extra::Delivered => "delivered",
+            Extra::Emitted => "emitted",
+            Extra::ClosedNormal => "closed_normal",
+            Extra::ClosedAborted => "closed_aborted",
+            Extra::ClosedDead => "closed_dead",
+            Extra::ClosedError => "closed_error",
+            Extra::Reaped => "reaped",
+            Extra::Late => "late",
+            Extra::Outlived => "outlived",
+        }
+    }
+}
+
+/// The names of `extras`, in order, at compile time.
+const fn extra_names<const N: usize>(extras: [Extra; N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = extras[i].name();
+        i += 1;
+    }
+    out
+}
+
+const CALLBACK_EXTRAS: [Extra; 2] = [Extra::Delivered, Extra::Emitted];
+const CONNECTION_EXTRAS: [Extra; 5] = [
+    Extra::ClosedNormal,
+    Extra::ClosedAborted,
+    Extra::ClosedDead,
+    Extra::ClosedError,
+    Extra::Reaped,
+];
+const SCOPE_EXTRAS: [Extra; 2] = [Extra::Late, Extra::Outlived];
+static CALLBACK_NAMES: [&str; 2] = extra_names(CALLBACK_EXTRAS);
+static CONNECTION_NAMES: [&str; 5] = extra_names(CONNECTION_EXTRAS);
+static SCOPE_NAMES: [&str; 2] = extra_names(SCOPE_EXTRAS);
+
+impl SeriesKind {
+    /// The per-kind totals of this kind, in the order of [`extra_names`](Self::extra_names).
+    pub(crate) fn extras(self) -> &'static [Extra] {
+        match self {
+            SeriesKind::Type | SeriesKind::Token | SeriesKind::Counter | SeriesKind::Gauge => &[],
+            SeriesKind::Callbacks => &CALLBACK_EXTRAS,
+            SeriesKind::Connections => &CONNECTION_EXTRAS,
+            SeriesKind::Scope => &SCOPE_EXTRAS,
+        }
+    }
+
+    /// The per-kind event totals a series of this kind carries besides created/dropped.
+    pub fn extra_names(self) -> &'static [&'static str] {
+        match self {
+            SeriesKind::Type | SeriesKind::Token | SeriesKind::Counter | SeriesKind::Gauge => &[],
+            SeriesKind::Callbacks => &CALLBACK_NAMES,
+            SeriesKind::Connections => &CONNECTION_NAMES,
+            SeriesKind::Scope => &SCOPE_NAMES,
+        }
+    }
+
+    /// Whether `live` counts items that exist now and should eventually go away. False for
+    /// [`Counter`](SeriesKind::Counter), whose `live` is its running total of events: a counter
+    /// that moved is not a leak.
+    pub fn has_live_items(self) -> bool {
+        !matches!(self, SeriesKind::Counter)
+    }
+
+    /// Lower-case name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesKind::Type => "type",
+            SeriesKind::Token => "token",
+            SeriesKind::Callbacks => "callbacks",
+            SeriesKind::Connections => "connections",
+            SeriesKind::Scope => "scope",
+            SeriesKind::Counter => "counter",
+            SeriesKind::Gauge => "gauge",
+        }
+    }
+}
+
+/// Counts of a `#[tracked]` type or any other series.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Items ever created (tracked instances, tokens, registrations, opened connections).
+    pub created: u64,
+    /// Items dropped, unregistered or closed.
+    pub dropped: u64,
+    /// `created - dropped`: items alive now.
+    pub live: u64,
+    /// Highest live count observed by any read (counts, snapshot, watchdog sample). Exact
+    /// peaks would need a shared write on every creation; sampling keeps counting contention-free.
+    pub peak: u64,
+    /// Approximate heap/stack bytes held by live instances (`size_of::<T>() × live`), for
+    /// tracked types.
+    pub live_bytes: Option<u64>,
+}
+
+/// One series as read in a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesSnapshot {
+    /// Series name, e.g. `presence.Watch` or `presence.relay`.
+    pub name: String,
+    /// What the series counts.
+    pub kind: SeriesKind,
+    /// Items ever created.
+    pub created: u64,
+    /// Items dropped.
+    pub dropped: u64,
+    /// Items alive.
+    pub live: u64,
+    /// Sampled high-water mark of `live`.
+    pub peak: u64,
+    /// `size_of × live` for tracked types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_bytes: Option<u64>,
+    /// Per-kind totals (see [`SeriesKind::extra_names`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, u64>,
+    /// Creation sites with live items, oldest first, where known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<Site>,
+}
+
+impl SeriesSnapshot {
+    /// The counts of this series.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            created: self.created,
+            dropped: self.dropped,
+            live: self.live,
+            peak: self.peak,
+            live_bytes: self.live_bytes,
+        }
+    }
+
+    /// An extra total such as `delivered` or `closed_aborted` (0 if absent).
+    pub fn extra(&self, name: &str) -> u64 {
+        self.extra.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// A named series: the live items of one kind under one name, plus its per-kind totals.
+pub(crate) struct Series {
+    pub(crate) name: String,
+    pub(crate) kind: SeriesKind,
+    pub(crate) items: PairCounter,
+    pub(crate) peak: AtomicU64,
+    pub(crate) sites: SiteTable,
+    /// Per-kind event totals, e.g. `delivered` for callbacks or `closed_aborted` for
+    /// connections. Only the `Up` half is used.
+    pub(crate) extras: Box<[(&'static str, PairCounter)]>,
+}
+
+impl Series {
+    pub(crate) fn new(name: &str, kind: SeriesKind) -> Series {
+        Series {
+            name: name.to_owned(),
+            kind,
+            items: PairCounter::new(),
+            peak: AtomicU64::new(0),
+            sites: SiteTable::default(),
+            extras: kind
+                .extra_names()
+                .iter()
+                .map(|n| (*n, PairCounter::new()))
+                .collect(),
+        }
+    }
+
+    /// Adds `n` to the extra total `which` (one of the kind's [`SeriesKind::extras`]).
+    pub(crate) fn bump(&self, which: Extra, n: u64) {
+        // `extras` holds the kind's totals in the order of `SeriesKind::extras`.
+        if let Some(i) = self.kind.extras().iter().position(|e| *e == which) {
+            self.extras[i].1.add(Half::Up, n);
+        } else {
+            debug_assert!(false, "series kind {:?} has no extra {which:?}", self.kind);
+        }
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        reader: &BatchReader,
+        now: Instant,
+        detail: Detail,
+    ) -> SeriesSnapshot {
+        let pair = reader.read(&self.items);
+        let peak = record_peak(&self.peak, pair);
+        SeriesSnapshot {
+            name: self.name.clone(),
+            kind: self.kind,
+            created: pair.up,
+            dropped: pair.down,
+            live: pair.live(),
+            peak,
+            live_bytes: None,
+            extra: self
+                .extras
+                .iter()
+                .map(|(n, c)| ((*n).to_owned(), reader.read(c).up))
+                .collect(),
+            sites: match detail {
+                Detail::WithSites => self.sites.snapshot(now),
+                Detail::CountsOnly => Vec::new(),
+            },
+        }
+    }
+}
+
+/// How much a snapshot reads besides the counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Detail {
+    /// Creation sites of live items too (a lock and a small sort per series).
+    WithSites,
+    /// Counts only: what samplers and exporters need every tick.
+    CountsOnly,
+}
+
+/// Raises `peak` to the live count just read and returns the high-water mark.
+pub(crate) fn record_peak(peak: &AtomicU64, pair: Pair) -> u64 {
+    let live = pair.live();
+    peak.fetch_max(live, Ordering::Relaxed).max(live)
+}
+
+/// Reads a gauge's value (`None`: no value this time).
+pub(crate) type Sampler = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+
+struct Entry {
+    id: u64,
+    name: String,
+    sample: Sampler,
+    peak: AtomicU64,
+}
+
+/// The gauges of one registry: sampled values read at each of its snapshots.
+#[derive(Default)]
+pub(crate) struct GaugeSet {
+    entries: RwLock<Vec<Arc<Entry>>>,
+    next_id: AtomicU64,
+    /// Samplers that panicked: their reading is left out of that snapshot.
+    panics: AtomicU64,
+}
+
+impl GaugeSet {
+    pub(crate) fn add(&self, name: &str, sample: Sampler) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.entries.write().push(Arc::new(Entry {
+            id,
+            name: name.to_owned(),
+            sample,
+            peak: AtomicU64::new(0),
+        }));
+        id
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        self.entries.write().retain(|e| e.id != id);
+    }
+
+    /// Reads every gauge. Samplers run outside the lock, so one that registers or drops a
+    /// gauge cannot deadlock, and a panicking one is caught, counted and left out.
+    pub(crate) fn read(&self) -> Vec<SeriesSnapshot> {
+        let entries: Vec<Arc<Entry>> = self.entries.read().clone();
+        entries
+            .iter()
+            .filter_map(|e| {
+                let value = match catch_unwind(AssertUnwindSafe(|| (e.sample)())) {
+                    Ok(v) => v?,
+                    Err(_) => {
+                        self.panics.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                };
+                let peak = e.peak.fetch_max(value, Ordering::Relaxed).max(value);
+                Some(SeriesSnapshot {
+                    name: e.name.clone(),
+                    kind: SeriesKind::Gauge,
+                    created: 0,
+                    dropped: 0,
+                    live: value,
+                    peak,
+                    live_bytes: None,
+                    extra: Default::default(),
+                    sites: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+}
