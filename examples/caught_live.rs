@@ -10,15 +10,17 @@
 //! (the callback is registered through the stream's `Scope`, so the late registration is
 //! refused and reported the moment it happens). Simulated time runs 100× faster than real time:
 //! each 10 ms tick counts as one second, and the simulation steps in lockstep with the
-//! watchdog's ticks (one simulated second after each tick), so the output is the same on
-//! every run. `-- --record demo.jsonl` also writes the recording, for
+//! watchdog's ticks (one simulated second after each tick, while the watchdog waits), so the
+//! output is the same on every run. `-- --record demo.jsonl` also writes the recording, for
 //! `leakwatch analyze demo.jsonl` and `leakwatch plot demo.jsonl -o demo.svg`.
 
 use std::collections::VecDeque;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use leakwatch::{
-    Alert, AlertState, Callbacks, Connections, DivergenceRule, Scope, Subscription, Watchdog,
+    Alert, AlertState, Callbacks, Connections, DivergenceRule, GrowthRule, Scope, Selector,
+    Subscription, Watchdog,
 };
 
 /// A presence change relayed to watchers.
@@ -56,7 +58,17 @@ fn main() {
 
     let streams = Connections::new("http.streams");
     let presence = Callbacks::<Presence>::new("presence.callbacks");
-    let mut builder = Watchdog::builder();
+    // Lockstep both ways: after each sample the watchdog lets the simulation run one
+    // simulated second and waits until it is done, so no sample catches a second half-way
+    // (which made the output, peaks included, differ between runs on a busy machine).
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let mut builder = Watchdog::builder().on_sample(move |_| {
+        // Both fail once the simulation has ended and dropped its ends: nothing to wait for.
+        if go_tx.send(()).is_ok() {
+            let _ = done_rx.recv();
+        }
+    });
     if let Some(path) = &record {
         builder = builder.record(path);
     }
@@ -67,6 +79,12 @@ fn main() {
             DivergenceRule::new("live.presence.callbacks", "live.http.streams")
                 .sustain(Duration::from_secs(30)),
         )
+        // Growth of the demo's own counts only: the default watch also takes this process's
+        // resident memory, whose growth depends on the machine and would make the output
+        // differ from run to run.
+        .growth(GrowthRule::new(
+            Selector::new(["live.*"]).expect("valid pattern"),
+        ))
         .hook(move |a: &Alert| {
             let state = match a.state {
                 AlertState::Firing => "ALERT",
@@ -90,6 +108,10 @@ fn main() {
     };
 
     for second in 0..1500u32 {
+        // Second 0 runs before the first sample; each later one once the previous is sampled.
+        if second > 0 {
+            go_rx.recv().expect("the watchdog samples until stopped");
+        }
         // About 12 new streams a second, each lives ~40 s: ~480 open at a time.
         for _ in 0..12 {
             let scope = Scope::open("stream.scope");
@@ -145,11 +167,6 @@ fn main() {
         presence.emit(&Presence {
             _user: rand(10_000) as u32,
         });
-        // Lockstep: the next simulated second starts only after the watchdog sampled this one.
-        let seen = watchdog.ticks();
-        while watchdog.ticks() == seen {
-            std::thread::sleep(Duration::from_millis(1));
-        }
         if second % 150 == 149 {
             let snap = leakwatch::snapshot();
             println!(
@@ -160,10 +177,25 @@ fn main() {
                 snap.get("stream.scope").map_or(0, |s| s.extra("late"))
             );
         }
+        if second > 0 {
+            done_tx
+                .send(())
+                .expect("the watchdog waits for this second");
+        }
     }
+    // Let the watchdog sample the last second, then release it from the lockstep.
+    go_rx.recv().expect("the watchdog samples until stopped");
+    drop((go_rx, done_tx));
     watchdog.stop();
     let snap = leakwatch::snapshot();
-    println!("\nfinal counts:\n{snap}");
+    // Resident memory depends on the machine: left out so every run prints the same.
+    let counts: Vec<String> = snap
+        .to_string()
+        .lines()
+        .filter(|l| !l.starts_with("memory."))
+        .map(str::to_owned)
+        .collect();
+    println!("\nfinal counts:\n{}", counts.join("\n"));
     if fixed {
         println!(
             "fixed code: {} late registrations refused, {} presence callbacks for {} streams.",

@@ -300,6 +300,7 @@ fn main() {
         }
         let mut counts = Vec::new();
         let mut ambiguous = Vec::new();
+        let mut early_fp = Vec::new();
         let mut delays = Vec::new();
         let mut kind = Truth::Healthy;
         for (k, &set) in sets.iter().enumerate() {
@@ -313,6 +314,7 @@ fn main() {
                     tot.tp += o.fired;
                     tot.fp += o.false_pos;
                     tot.delays.extend_from_slice(&o.delays);
+                    early_fp.push(o.false_pos);
                     if FAST.contains(&sc.name) {
                         tot.fast.extend_from_slice(&o.delays);
                         tot.fast_n += series as usize;
@@ -351,6 +353,15 @@ fn main() {
             if sc.relative { "[relative] " } else { "" },
             sc.about
         );
+        if early_fp.iter().any(|&a| a > 0) {
+            let a: Vec<String> = early_fp.iter().map(|a| a.to_string()).collect();
+            println!(
+                "{:<16} {:<8} {:>22}  (fired before the onset: false positives, and missed)",
+                "",
+                "fp",
+                a.join(" ")
+            );
+        }
         if ambiguous.iter().any(|&a| a > 0) {
             let a: Vec<String> = ambiguous.iter().map(|a| a.to_string()).collect();
             println!(

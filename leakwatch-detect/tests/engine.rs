@@ -75,6 +75,42 @@ fn start_up_fill_that_levels_off_stays_quiet() {
     }
 }
 
+/// `caught_live`'s callback series: streams open at 12/s up to 480 within 40 s (a fill from
+/// empty), while stale reconnects leak `leak` callbacks a second from the first one.
+fn fill_then(t: f64, leak: f64, noise: f64) -> f64 {
+    ((12.0 * t).min(480.0) + leak * t + noise).round()
+}
+
+#[test]
+fn leak_under_a_quick_fill_from_zero_is_found_within_minutes() {
+    // Jump (0 → 480 in 40 s) then a straight rise of 10%/min of 480: judged on the rise
+    // after the jump (once it has gone on as long as a fill must, 3 min), not rejected as a
+    // decelerating fill nor left to the windows after the warm-up (t ≈ 525 s).
+    for seed in [31, 32, 33] {
+        let mut e = growth_engine();
+        let mut n = Noise(seed);
+        let out = run(&mut e, 0..900, |t| {
+            vec![("live.presence.callbacks", fill_then(t, 0.8, 3.0 * n.next()))]
+        });
+        let f = out.iter().find(|f| f.is_firing()).expect("found");
+        assert!(f.at <= 300.0, "seed {seed}: found at {}", f.at);
+        assert_eq!(f.evidence, Some(Evidence::Startup), "{f}");
+    }
+}
+
+#[test]
+fn quick_fill_from_zero_then_flat_stays_quiet() {
+    // The same jump with no leak after it: a pool filled at start, then steady.
+    for seed in [34, 35, 36] {
+        let mut e = growth_engine();
+        let mut n = Noise(seed);
+        let out = run(&mut e, 0..1800, |t| {
+            vec![("live.pool", fill_then(t, 0.0, 15.0 * n.next()))]
+        });
+        assert!(out.is_empty(), "seed {seed}: {out:#?}");
+    }
+}
+
 #[test]
 fn linear_leak_fires_then_resolves_when_it_stops() {
     let mut e = growth_engine();

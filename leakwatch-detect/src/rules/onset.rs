@@ -94,6 +94,11 @@ pub(crate) struct Onset {
     pub z: f64,
     /// (Hinge gain − best jump gain) / corrected σ²: > 0 when a ramp explains the data better.
     pub over_step: f64,
+    /// The best jump: index of its first rising bucket and of its first plateau bucket.
+    pub jump: (usize, usize),
+    /// Evidence for that jump against a flat line: its fit gain over the first differences'
+    /// robust scale (no correlation correction).
+    pub jump_z: f64,
 }
 
 /// Curvature of `(t, y)`: the t-statistic of the quadratic term of a least-squares
@@ -219,6 +224,7 @@ pub(crate) fn best_hinge(
     // is the one-bucket case). Any position, any plateau length (0 included: a jump that is
     // happening now).
     let mut step_gain = 0.0f64;
+    let mut jump = (0, 0);
     for c in 1..n {
         let k = t[c] - t[0] - p.width;
         for r in 1..=p.max_jump.min(n - c) {
@@ -232,8 +238,9 @@ pub(crate) fn best_hinge(
             let szy_raw = rty - k * ry + h * s.pre[e][0];
             let szz = szz_raw - sz * sz / nf;
             let szy = szy_raw - sz * mean_y;
-            if szz > 0.0 && szy > 0.0 {
-                step_gain = step_gain.max(szy * szy / szz);
+            if szz > 0.0 && szy > 0.0 && szy * szy / szz > step_gain {
+                step_gain = szy * szy / szz;
+                jump = (c, e);
             }
         }
     }
@@ -267,7 +274,8 @@ pub(crate) fn best_hinge(
     };
     let sse = (syy - gain).max(0.0);
     let sigma_res = (sse / (nf - 3.0)).sqrt();
-    let sigma = sigma_res.max(diff_scale(y, s));
+    let short = diff_scale(y, s);
+    let sigma = sigma_res.max(short);
     if sigma.is_nan() || sigma <= 0.0 {
         return None;
     }
@@ -299,6 +307,10 @@ pub(crate) fn best_hinge(
         // likelihood ratio on correlated noise too (measured: with the short-range σ² the
         // 1%/min share ≤ 300 s fell by 0–2 points per set, no level shift was saved).
         over_step: (gain - step_gain) / var,
+        jump,
+        // Against the short-range scale alone: a jump followed by a ramp is a poor fit for
+        // either model, and the misfit's correlation would hide the jump itself.
+        jump_z: step_gain.sqrt() / short.max(f64::MIN_POSITIVE),
     })
 }
 
