@@ -20,6 +20,11 @@
 //! thread continues from its totals, so no count is ever lost and memory is bounded by the
 //! largest number of threads alive at once. Counting that happens while a thread is being torn
 //! down (after its shard was returned) falls back to shared atomics on the counter itself.
+//!
+//! The orderings and the hand-over of shards and stripes are model-checked with loom
+//! (`tests/loom_counter.rs`, run as README says) on a step-for-step copy of this algorithm, as
+//! loom's types cannot live in these `const` statics and thread-locals: a change to an
+//! ordering or a hand-over step here must be made there too.
 
 use std::cell::{Cell, RefCell};
 use std::ptr;
