@@ -66,57 +66,77 @@ fn fd_count(_keep: impl Fn(&std::ffi::OsStr) -> bool) -> Option<u64> {
     None
 }
 
-/// This process's TCP sockets whose local port is `port` (Linux: `/proc/net/tcp` and
-/// `tcp6` matched against `/proc/self/fd`): a server's listener and the connections it
-/// accepted, without the sockets of anything else in the process (clients, exporters).
-/// `None` where that cannot be read.
+/// This process's TCP sockets whose local port is `port`: a server's listener and the
+/// connections it accepted, without the sockets of anything else in the process (clients,
+/// exporters). Linux: every descriptor of `/proc/self/fd` is asked for its type and local
+/// address (`getsockopt`, `getsockname`), so the count is of this process's sockets as they
+/// are now. (Matching `/proc/net/tcp` instead is unreliable under churn: the kernel's table
+/// walk skips entries that move while it is read.) `None` where that cannot be read.
 pub fn tcp_sockets_on_port(port: u16) -> Option<u64> {
     port_sockets(port)
 }
 
 #[cfg(target_os = "linux")]
 fn port_sockets(port: u16) -> Option<u64> {
-    use std::collections::HashSet;
-    let mut inodes: HashSet<u64> = HashSet::new();
-    let want = format!(":{port:04X}");
-    let mut any = false;
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        any = true;
-        for line in text.lines().skip(1) {
-            let mut cols = line.split_whitespace();
-            let local = cols.nth(1).unwrap_or("");
-            if !local.ends_with(&want) {
-                continue;
-            }
-            // sl local rem st queues tr retrnsmt uid timeout inode: inode is column 9.
-            if let Some(inode) = line.split_whitespace().nth(9).and_then(|i| i.parse().ok()) {
-                inodes.insert(inode);
-            }
-        }
-    }
-    if !any {
-        return None;
-    }
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
     let mut n = 0u64;
     for entry in dir.flatten() {
-        let Ok(target) = std::fs::read_link(entry.path()) else {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<libc::c_int>().ok())
+        else {
             continue;
         };
-        let t = target.to_string_lossy();
-        if let Some(inode) = t
-            .strip_prefix("socket:[")
-            .and_then(|r| r.strip_suffix(']'))
-            .and_then(|i| i.parse::<u64>().ok())
-            && inodes.contains(&inode)
-        {
+        if local_tcp_port(fd) == Some(port) {
             n += 1;
         }
     }
     Some(n)
+}
+
+/// The local port of `fd` if it is a TCP (stream, IPv4 or IPv6) socket. A descriptor closed
+/// (or reused) since it was listed just answers for what it is now.
+#[cfg(target_os = "linux")]
+fn local_tcp_port(fd: libc::c_int) -> Option<u16> {
+    // SAFETY: both calls only write into the buffers passed, sized by the lengths passed;
+    // an fd that is not a socket (or no longer open) makes them fail, nothing else.
+    unsafe {
+        let mut ty: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        if libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        ) != 0
+            || ty != libc::SOCK_STREAM
+        {
+            return None;
+        }
+        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getsockname(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        ) != 0
+        {
+            return None;
+        }
+        match addr.ss_family as libc::c_int {
+            libc::AF_INET => {
+                let a = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                Some(u16::from_be(a.sin_port))
+            }
+            libc::AF_INET6 => {
+                let a = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                Some(u16::from_be(a.sin6_port))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
