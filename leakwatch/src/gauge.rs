@@ -69,6 +69,41 @@ impl fmt::Debug for Gauge {
     }
 }
 
+/// Wraps an expensive reading so it runs at most once per `every`; in between, the last
+/// value is returned. For gauges such as [`crate::process::tcp_sockets_on_port`], whose cost
+/// grows with the descriptors a process holds (about 1 µs each), so that a watchdog sampling
+/// every second does not pay it every second.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::time::Duration;
+///
+/// static READS: AtomicU64 = AtomicU64::new(0);
+/// let read = leakwatch::gauge_at_most_every(Duration::from_secs(60), || {
+///     Some(READS.fetch_add(1, Ordering::Relaxed))
+/// });
+/// assert_eq!((read(), read()), (Some(0), Some(0))); // the second call reused the first value
+/// assert_eq!(READS.load(Ordering::Relaxed), 1);
+/// ```
+pub fn gauge_at_most_every(
+    every: std::time::Duration,
+    read: impl Fn() -> Option<u64> + Send + Sync + 'static,
+) -> impl Fn() -> Option<u64> + Send + Sync + 'static {
+    let last: parking_lot::Mutex<Option<(std::time::Instant, Option<u64>)>> =
+        parking_lot::Mutex::new(None);
+    move || {
+        let mut last = last.lock();
+        match *last {
+            Some((at, v)) if at.elapsed() < every => v,
+            _ => {
+                let v = read();
+                *last = Some((std::time::Instant::now(), v));
+                v
+            }
+        }
+    }
+}
+
 /// How many gauge samplers of `registry` panicked (their readings were left out).
 pub fn sampler_panics(registry: &Registry) -> u64 {
     registry.inner.gauges.panics()

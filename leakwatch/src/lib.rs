@@ -92,7 +92,7 @@ pub mod watchdog;
 pub use callbacks::{Callbacks, Subscription};
 pub use connections::{AliveFlag, CloseReason, Connection, Connections, Reaper};
 pub use event::EventCounter;
-pub use gauge::{Gauge, sampler_panics};
+pub use gauge::{Gauge, gauge_at_most_every, sampler_panics};
 pub use registry::Registry;
 pub use scope::{Scope, ScopeBuilder, ScopeClosed, ScopeFinding, ScopeObserverId};
 pub use series::{Counts, SeriesKind, SeriesSnapshot};

@@ -88,8 +88,11 @@ async fn connection(app: Arc<App>, mut sock: TcpStream, peer: SocketAddr, router
     };
     match head {
         Head::Stream(open) => {
+            // A task of its own, sized for the stream alone: this connection task's state
+            // (the head buffer, httparse's header array, the hyper branch) would otherwise
+            // stay allocated for the stream's whole life.
             drop(buf);
-            stream::run(app, sock, open).await;
+            tokio::spawn(stream::run(app, sock, open));
         }
         Head::Other => {
             let svc = router.map_request(

@@ -105,8 +105,13 @@ impl Server {
         })?;
         // The kernel's own count of this server's sockets: the witness for "streams the app
         // thinks are open" (a client or exporter in the same process does not blur it).
-        let server_sockets =
-            leakwatch::process::watch_tcp_port(registry, "server.sockets", addr.port());
+        let port = addr.port();
+        let server_sockets = registry.gauge(
+            "server.sockets",
+            leakwatch::gauge_at_most_every(instrument::SOCKET_READ_EVERY, move || {
+                leakwatch::process::tcp_sockets_on_port(port)
+            }),
+        );
         let reap_interval = config.reap_interval;
         let (tx, rx) = watch::channel(false);
         let dir = Arc::new(Directory::new(fixture));

@@ -285,7 +285,8 @@ impl Drop for SocketAlive {
     }
 }
 
-const HEAD_200: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\r\n";
+/// The response head and the first bytes of every stream (`retry:`, see [`frame::RETRY`]).
+const HEAD_200: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\r\nretry: 1000\n\n";
 
 /// Serves one stream on `sock` until it ends.
 pub async fn run(app: Arc<App>, mut sock: TcpStream, open: OpenStream) {
@@ -349,10 +350,7 @@ pub async fn run(app: Arc<App>, mut sock: TcpStream, open: OpenStream) {
         return;
     }
     guard.flows = flows;
-    let mut head = Vec::with_capacity(HEAD_200.len() + frame::RETRY.len());
-    head.extend_from_slice(HEAD_200);
-    head.extend_from_slice(frame::RETRY);
-    if let Err(cause) = write_with_timeout(&mut sock, &head, &app).await {
+    if let Err(cause) = write_with_timeout(&mut sock, HEAD_200, &app).await {
         guard.cause = cause;
         return;
     }
@@ -517,4 +515,18 @@ fn resync_response(resync: Resync, last: Option<u64>) -> Vec<u8> {
             "reconnect_without_last_event_id": true,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_ends_with_the_retry_field_after_a_complete_response_head() {
+        let text = std::str::from_utf8(HEAD_200).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(head.contains("Content-Type: text/event-stream"));
+        assert_eq!(body.as_bytes(), frame::RETRY);
+    }
 }
