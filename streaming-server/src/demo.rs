@@ -322,7 +322,9 @@ pub async fn run(args: &DemoArgs) -> Result<Outcome, DemoError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Lookups finish, and the kernel's socket counts (read at most every
+    // `SOCKET_READ_EVERY`) are read afresh after the drain.
+    tokio::time::sleep(instrument::SOCKET_READ_EVERY + Duration::from_secs(1)).await;
     let after = drained_counts(registry);
     let rss_warm_bytes = warm.await.ok().flatten();
     let rss_end_bytes = leakwatch::memory::resident_bytes();
