@@ -55,7 +55,8 @@ sim() {
     --lifetime "$LIFETIME" --connect-rate "$RATE" --abort-fraction 0.3 --resume-fraction 0.3 \
     --seed 11 --json "$@"
 }
-settle() { sleep 5; }
+# Longer than the socket gauge's cache period (5 s), so the counts compared are read afresh.
+settle() { sleep 7; }
 
 echo "soak: warm-up (90 s)"
 sim --duration 90s > "$DIR/warmup.json"
