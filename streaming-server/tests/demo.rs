@@ -52,8 +52,9 @@ fn demo(name: &str, args: &[&str]) -> Value {
     v
 }
 
-fn firing(v: &Value) -> Vec<(String, String)> {
-    let mut live: Vec<(String, String)> = v["live"]
+/// The distinct (rule, series) pairs of the summary's `key` list.
+fn pairs(v: &Value, key: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = v[key]
         .as_array()
         .unwrap()
         .iter()
@@ -64,26 +65,19 @@ fn firing(v: &Value) -> Vec<(String, String)> {
             )
         })
         .collect();
-    live.sort();
-    live.dedup();
-    live
+    out.sort();
+    out.dedup();
+    out
 }
 
+/// What the live watchdog fired.
+fn firing(v: &Value) -> Vec<(String, String)> {
+    pairs(v, "live")
+}
+
+/// What `leakwatch analyze` of the recording found.
 fn analyzed(v: &Value) -> Vec<(String, String)> {
-    let mut a: Vec<(String, String)> = v["analyzed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p[0].as_str().unwrap().to_owned(),
-                p[1].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    a.sort();
-    a.dedup();
-    a
+    pairs(v, "analyzed")
 }
 
 /// Every connection-scoped count, tokio's alive tasks and the server's sockets are back at
