@@ -69,6 +69,26 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The debug routes, behind one check (loopback or `--debug-token`) applied to all of them.
+fn debug_routes(app: Arc<App>) -> Router<Arc<App>> {
+    Router::new()
+        .route("/debug/leakwatch", get(debug_snapshot))
+        .route("/debug/streams/close", post(cut_streams))
+        .route("/debug/leakwatch/ui", get(dashboard))
+        .route("/debug/leakwatch/ui/data", get(dashboard))
+        .route_layer(axum::middleware::from_fn_with_state(app, require_debug))
+}
+
+async fn require_debug(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    debug_allowed(&app, peer, req.headers(), req.uri())?;
+    Ok(next.run(req).await)
+}
+
 /// The routes of one server.
 pub fn router(app: Arc<App>) -> Router {
     let max_body = app.config.max_body_bytes;
@@ -77,10 +97,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/presence", post(post_presence))
         .route("/healthz", get(|| async { "ok" }))
         .route("/client", get(client_page))
-        .route("/debug/leakwatch", get(debug_snapshot))
-        .route("/debug/streams/close", post(cut_streams))
-        .route("/debug/leakwatch/ui", get(dashboard))
-        .route("/debug/leakwatch/ui/data", get(dashboard))
+        .merge(debug_routes(app.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -235,37 +252,19 @@ pub(crate) fn debug_allowed(
     }
 }
 
-async fn debug_snapshot(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    debug_allowed(&app, peer, &headers, &uri)?;
+async fn debug_snapshot(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let snap = app.metrics.registry.snapshot();
     Ok(axum::Json(snap).into_response())
 }
 
 /// Ends every open stream (clients resume with Last-Event-ID), e.g. before a deploy.
-async fn cut_streams(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    debug_allowed(&app, peer, &headers, &uri)?;
+async fn cut_streams(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let closed = app.cut_streams();
     Ok(axum::Json(json!({ "closed": closed })).into_response())
 }
 
 /// The leakwatch dashboard's page and its JSON endpoint (`.../ui/data`).
-async fn dashboard(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    debug_allowed(&app, peer, &headers, &uri)?;
+async fn dashboard(State(app): State<Arc<App>>, uri: Uri) -> Result<Response, ApiError> {
     let Some(ui) = app.dashboard.lock().clone() else {
         return Err(ApiError::new(
             &app,
