@@ -95,7 +95,7 @@ pub use event::EventCounter;
 pub use gauge::{Gauge, gauge_at_most_every, sampler_panics};
 pub use registry::Registry;
 pub use scope::{Scope, ScopeBuilder, ScopeClosed, ScopeFinding, ScopeObserverId};
-pub use series::{Counts, SeriesKind, SeriesSnapshot};
+pub use series::{Counts, SeriesKind, SeriesName, SeriesSnapshot};
 pub use site::Site;
 pub use snapshot::{
     FlatMetric, Metric, MetricKind, MetricNames, SeriesChange, Snapshot, SnapshotDiff,

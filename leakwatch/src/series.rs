@@ -4,6 +4,7 @@
 //! registry and snapshots, so none of those needs another for them.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,6 +146,128 @@ impl SeriesKind {
     }
 }
 
+/// A series name, shared by the registry and every snapshot that reads the series: a snapshot
+/// of 10 000 series copies 10 000 pointers instead of allocating 10 000 strings.
+///
+/// It reads like a `&str` (through `Deref`, `as_str`, `==` with `&str` and `String`,
+/// `Display`) and serialises as a plain string.
+///
+/// ```
+/// let reg = leakwatch::Registry::new();
+/// let _t = leakwatch::Token::new_in(&reg, "jobs");
+/// let snap = reg.snapshot();
+/// assert_eq!(snap.series[0].name, "jobs");
+/// assert!(snap.series[0].name.starts_with("jo"));
+/// let owned: String = snap.series[0].name.to_string();
+/// assert_eq!(owned, "jobs");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesName(Arc<str>);
+
+impl SeriesName {
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SeriesName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for SeriesName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for SeriesName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SeriesName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl fmt::Debug for SeriesName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for SeriesName {
+    fn from(name: &str) -> Self {
+        SeriesName(name.into())
+    }
+}
+
+impl From<String> for SeriesName {
+    fn from(name: String) -> Self {
+        SeriesName(name.into())
+    }
+}
+
+impl From<SeriesName> for String {
+    fn from(name: SeriesName) -> Self {
+        name.0.as_ref().to_owned()
+    }
+}
+
+impl PartialEq<str> for SeriesName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SeriesName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for SeriesName {
+    fn eq(&self, other: &String) -> bool {
+        &*self.0 == other.as_str()
+    }
+}
+
+impl PartialEq<SeriesName> for str {
+    fn eq(&self, other: &SeriesName) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<SeriesName> for &str {
+    fn eq(&self, other: &SeriesName) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<SeriesName> for String {
+    fn eq(&self, other: &SeriesName) -> bool {
+        self.as_str() == &*other.0
+    }
+}
+
+impl Serialize for SeriesName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SeriesName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(SeriesName::from)
+    }
+}
+
 /// Counts of a `#[tracked]` type or any other series.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -166,8 +289,9 @@ pub struct Counts {
 /// One series as read in a snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SeriesSnapshot {
-    /// Series name, e.g. `presence.Watch` or `presence.relay`.
-    pub name: String,
+    /// Series name, e.g. `presence.Watch` or `presence.relay` (shared with the registry, so
+    /// reading it costs no allocation).
+    pub name: SeriesName,
     /// What the series counts.
     pub kind: SeriesKind,
     /// Items ever created.
@@ -209,7 +333,7 @@ impl SeriesSnapshot {
 
 /// A named series: the live items of one kind under one name, plus its per-kind totals.
 pub(crate) struct Series {
-    pub(crate) name: String,
+    pub(crate) name: SeriesName,
     pub(crate) kind: SeriesKind,
     pub(crate) items: PairCounter,
     pub(crate) peak: AtomicU64,
@@ -222,7 +346,7 @@ pub(crate) struct Series {
 impl Series {
     pub(crate) fn new(name: &str, kind: SeriesKind) -> Series {
         Series {
-            name: name.to_owned(),
+            name: name.into(),
             kind,
             items: PairCounter::new(),
             peak: AtomicU64::new(0),
@@ -294,7 +418,7 @@ pub(crate) type Sampler = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
 struct Entry {
     id: u64,
-    name: String,
+    name: SeriesName,
     sample: Sampler,
     peak: AtomicU64,
 }
@@ -313,7 +437,7 @@ impl GaugeSet {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.entries.write().push(Arc::new(Entry {
             id,
-            name: name.to_owned(),
+            name: name.into(),
             sample,
             peak: AtomicU64::new(0),
         }));

@@ -179,7 +179,7 @@ impl TypeStats {
             }
         };
         SeriesSnapshot {
-            name: self.name.to_owned(),
+            name: self.name.into(),
             kind: self.kind,
             created: pair.up,
             dropped: pair.down,

@@ -41,7 +41,7 @@ fn live_counts() -> Counts {
         .series
         .into_iter()
         .filter(|s| s.kind.has_live_items())
-        .map(|s| ((s.name, s.kind), s.live))
+        .map(|s| ((s.name.into(), s.kind), s.live))
         .collect()
 }
 

@@ -519,7 +519,7 @@ impl StatsdExporter {
             line,
             ..
         } = state;
-        for m in names.flatten(snapshot) {
+        names.flatten_each(snapshot, |m| {
             let i = m.id as usize;
             if i >= entries.len() {
                 entries.resize_with(i + 1, || None);
@@ -533,7 +533,7 @@ impl StatsdExporter {
             match m.kind {
                 MetricKind::Gauge => {
                     if !refresh && entry.last == Some(m.value) {
-                        continue;
+                        return;
                     }
                     push_line(line, &entry.key, m.value, "g", &inner.tags);
                 }
@@ -541,7 +541,7 @@ impl StatsdExporter {
                     let total = m.value;
                     let delta = match entry.last {
                         None => total,
-                        Some(last) if total == last => continue,
+                        Some(last) if total == last => return,
                         // A total only falls when its series was recreated: count from zero.
                         Some(last) if total < last => total,
                         Some(last) => total - last,
@@ -554,7 +554,7 @@ impl StatsdExporter {
                     e.last = Some(v);
                 }
             });
-        }
+        });
         batch.send(&send, &mut |(i, v)| {
             if let Some(e) = &mut entries[i] {
                 e.last = Some(v);
