@@ -18,7 +18,8 @@ use crate::series::{GaugeSet, Series, SeriesKind};
 
 pub(crate) struct RegistryInner {
     pub(crate) global: bool,
-    pub(crate) series: RwLock<BTreeMap<(SeriesKind, String), Arc<Series>>>,
+    /// Keyed by (name, kind): iterating gives the snapshot's order, so snapshots need no sort.
+    pub(crate) series: RwLock<BTreeMap<(String, SeriesKind), Arc<Series>>>,
     pub(crate) findings: FindingLog,
     pub(crate) gauges: GaugeSet,
 }
@@ -83,7 +84,7 @@ impl Registry {
             .inner
             .series
             .read()
-            .get(&(kind, name.to_owned()))
+            .get(&(name.to_owned(), kind))
             .cloned()
         {
             return s;
@@ -91,7 +92,7 @@ impl Registry {
         self.inner
             .series
             .write()
-            .entry((kind, name.to_owned()))
+            .entry((name.to_owned(), kind))
             .or_insert_with(|| Arc::new(Series::new(name, kind)))
             .clone()
     }

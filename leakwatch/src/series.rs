@@ -169,6 +169,12 @@ impl SeriesName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether both are the very same shared name (not merely equal text): one pointer
+    /// comparison, without reading either name.
+    pub(crate) fn same(&self, other: &SeriesName) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl std::ops::Deref for SeriesName {

@@ -318,7 +318,8 @@ pub(crate) fn tag_suffix<'a>(
 /// Per-metric memory of what was sent: the snapshot name, its sanitised key, and the last
 /// gauge value or counter total that reached the queue (`None`: never sent).
 struct Entry {
-    key: String,
+    /// Where the key is in [`ExportState::keys`].
+    key: (usize, usize),
     last: Option<f64>,
 }
 
@@ -328,6 +329,9 @@ struct ExportState {
     names: MetricNames,
     /// Per interned metric id: its StatsD key and last value sent.
     entries: Vec<Option<Entry>>,
+    /// Every key, back to back: the lines of a tick copy their keys from one buffer read in
+    /// order rather than from ~40 000 separate allocations.
+    keys: String,
     /// Exports until the next full gauge refresh (0: this one refreshes).
     until_refresh: u32,
     /// Whether the last export was a refresh (the user metrics of a tick follow it).
@@ -516,6 +520,7 @@ impl StatsdExporter {
         let ExportState {
             names,
             entries,
+            keys,
             line,
             ..
         } = state;
@@ -527,15 +532,21 @@ impl StatsdExporter {
             let entry = entries[i].get_or_insert_with(|| {
                 let mut key = inner.leakwatch_base.clone();
                 push_sanitized_name(&mut key, m.name);
-                Entry { key, last: None }
+                let start = keys.len();
+                keys.push_str(&key);
+                Entry {
+                    key: (start, keys.len()),
+                    last: None,
+                }
             });
+            let key = &keys[entry.key.0..entry.key.1];
             line.clear();
             match m.kind {
                 MetricKind::Gauge => {
                     if !refresh && entry.last == Some(m.value) {
                         return;
                     }
-                    push_line(line, &entry.key, m.value, "g", &inner.tags);
+                    push_line(line, key, m.value, "g", &inner.tags);
                 }
                 MetricKind::Counter => {
                     let total = m.value;
@@ -546,7 +557,7 @@ impl StatsdExporter {
                         Some(last) if total < last => total,
                         Some(last) => total - last,
                     };
-                    push_line(line, &entry.key, delta, "c", &inner.tags);
+                    push_line(line, key, delta, "c", &inner.tags);
                 }
             }
             batch.push(&send, line, Some((i, m.value)), &mut |(i, v)| {
