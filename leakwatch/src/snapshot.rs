@@ -283,6 +283,17 @@ impl MetricNames {
         }
     }
 
+    /// The (id, value) pairs of the last [`intern`](Self::intern): for consumers that keep
+    /// per-id state and need a metric's name only the first time they see its id.
+    pub(crate) fn interned(&self) -> &[(u32, u64)] {
+        &self.scratch
+    }
+
+    /// Gauge or counter: the kind of metric `id`.
+    pub(crate) fn kind(&self, id: u32) -> MetricKind {
+        self.names[id as usize].2
+    }
+
     /// The metric `id` with `value`.
     fn flat(&self, id: u32, value: u64) -> FlatMetric<'_> {
         FlatMetric {
@@ -293,9 +304,9 @@ impl MetricNames {
         }
     }
 
-    /// Interns every metric name of `snapshot` and leaves its (id, value) pairs in `scratch`,
-    /// one per id.
-    fn intern(&mut self, snapshot: &Snapshot) {
+    /// Interns every metric name of `snapshot` and leaves its (id, value) pairs in `scratch`
+    /// ([`interned`](Self::interned)), one per id.
+    pub(crate) fn intern(&mut self, snapshot: &Snapshot) {
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
         ids.reserve(snapshot.series.len() * 4 + 4);

@@ -285,14 +285,23 @@ fn resolve(addr: &str) -> Result<SocketAddr, StatsdError> {
 /// values (nearly all of leakwatch's) use an integer formatter, several times cheaper than
 /// `f64`'s; others go as `f64` (never exponent notation, which StatsD would not parse).
 pub(crate) fn push_line(line: &mut String, key: &str, value: f64, kind: &str, tags: &str) {
-    line.push_str(key);
-    line.push(':');
     // Counts are whole numbers: integer formatting is several times cheaper than f64's.
     if value.fract() == 0.0 && (0.0..9.0e15).contains(&value) {
-        line.push_str(itoa::Buffer::new().format(value as u64));
-    } else {
-        let _ = write!(line, "{value}");
+        return push_count_line(line, key, value as u64, kind, tags);
     }
+    line.push_str(key);
+    line.push(':');
+    let _ = write!(line, "{value}");
+    line.push('|');
+    line.push_str(kind);
+    line.push_str(tags);
+}
+
+/// [`push_line`] for a count.
+fn push_count_line(line: &mut String, key: &str, value: u64, kind: &str, tags: &str) {
+    line.push_str(key);
+    line.push(':');
+    line.push_str(itoa::Buffer::new().format(value));
     line.push('|');
     line.push_str(kind);
     line.push_str(tags);
@@ -320,7 +329,7 @@ pub(crate) fn tag_suffix<'a>(
 struct Entry {
     /// Where the key is in [`ExportState::keys`].
     key: (usize, usize),
-    last: Option<f64>,
+    last: Option<u64>,
 }
 
 #[derive(Default)]
@@ -524,14 +533,16 @@ impl StatsdExporter {
             line,
             ..
         } = state;
-        names.flatten_each(snapshot, |m| {
-            let i = m.id as usize;
+        // Ids and values only: a metric's name is read once, when its key is made.
+        names.intern(snapshot);
+        for &(id, value) in names.interned() {
+            let i = id as usize;
             if i >= entries.len() {
                 entries.resize_with(i + 1, || None);
             }
             let entry = entries[i].get_or_insert_with(|| {
                 let mut key = inner.leakwatch_base.clone();
-                push_sanitized_name(&mut key, m.name);
+                push_sanitized_name(&mut key, names.name(id));
                 let start = keys.len();
                 keys.push_str(&key);
                 Entry {
@@ -539,33 +550,33 @@ impl StatsdExporter {
                     last: None,
                 }
             });
-            let key = &keys[entry.key.0..entry.key.1];
             line.clear();
-            match m.kind {
+            match names.kind(id) {
                 MetricKind::Gauge => {
-                    if !refresh && entry.last == Some(m.value) {
-                        return;
+                    if !refresh && entry.last == Some(value) {
+                        continue;
                     }
-                    push_line(line, key, m.value, "g", &inner.tags);
+                    let key = &keys[entry.key.0..entry.key.1];
+                    push_count_line(line, key, value, "g", &inner.tags);
                 }
                 MetricKind::Counter => {
-                    let total = m.value;
                     let delta = match entry.last {
-                        None => total,
-                        Some(last) if total == last => return,
+                        None => value,
+                        Some(last) if value == last => continue,
                         // A total only falls when its series was recreated: count from zero.
-                        Some(last) if total < last => total,
-                        Some(last) => total - last,
+                        Some(last) if value < last => value,
+                        Some(last) => value - last,
                     };
-                    push_line(line, key, delta, "c", &inner.tags);
+                    let key = &keys[entry.key.0..entry.key.1];
+                    push_count_line(line, key, delta, "c", &inner.tags);
                 }
             }
-            batch.push(&send, line, Some((i, m.value)), &mut |(i, v)| {
+            batch.push(&send, line, Some((i, value)), &mut |(i, v)| {
                 if let Some(e) = &mut entries[i] {
                     e.last = Some(v);
                 }
             });
-        });
+        }
         batch.send(&send, &mut |(i, v)| {
             if let Some(e) = &mut entries[i] {
                 e.last = Some(v);
