@@ -84,6 +84,9 @@ enum Group<'a> {
 struct MetricName<'a> {
     metric: &'a str,
     series: &'a str,
+    /// The part that varies within its group (the metric, or for process memory the series)
+    /// when it is a static string: then a slot recognises it by address, reading no text.
+    fixed: Option<&'static str>,
 }
 
 impl MetricName<'_> {
@@ -143,7 +146,7 @@ pub struct MetricNames {
     shared_ids: bool,
     /// The (id, value) pairs of the last flattening, kept so that a tick reuses the buffer
     /// instead of allocating ~40 000 entries anew.
-    scratch: Vec<(u32, u64)>,
+    scratch: Vec<(u32, MetricKind, u64)>,
 }
 
 #[derive(Debug)]
@@ -152,7 +155,27 @@ struct GroupIds {
     /// The series name (`None` for process memory), shared with the registry, so that the
     /// same series is recognised by pointer without reading its text.
     name: Option<SeriesName>,
-    ids: Vec<u32>,
+    slots: Vec<Slot>,
+}
+
+/// One metric of a group as last seen: its id and kind, and its varying name part if that
+/// was a static string ([`MetricName::fixed`]).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: u32,
+    kind: MetricKind,
+    fixed: Option<&'static str>,
+}
+
+impl Slot {
+    /// Whether `name` is this slot's metric, known from the address of a static part alone
+    /// (the same static string has the same text); `None` when only the text can tell.
+    fn same_fixed(&self, name: &MetricName<'_>) -> Option<bool> {
+        match (self.fixed, name.fixed) {
+            (Some(a), Some(b)) => Some(std::ptr::eq(a, b) || a == b),
+            _ => None,
+        }
+    }
 }
 
 /// One metric of [`MetricNames::flatten`]: an interned name with its value now.
@@ -224,7 +247,7 @@ impl MetricNames {
         self.groups.push(GroupIds {
             kind,
             name: name.cloned(),
-            ids: Vec::new(),
+            slots: Vec::new(),
         });
         match (kind, name) {
             (Some(k), Some(n)) => {
@@ -247,7 +270,7 @@ impl MetricNames {
             .filter(|(k, _)| **k != kind)
             .filter_map(|(_, by_name)| by_name.get(series.as_str()))
             .filter(|&&pos| pos != g)
-            .flat_map(|&pos| self.groups[pos].ids.iter().copied())
+            .flat_map(|&pos| self.groups[pos].slots.iter().map(|s| s.id))
             .find(|&id| name.matches(self.name(id)))
     }
 
@@ -257,7 +280,7 @@ impl MetricNames {
         let this = &*self;
         this.scratch
             .iter()
-            .map(|&(id, value)| this.flat(id, value))
+            .map(|&(id, _, value)| this.flat(id, value))
             .collect()
     }
 
@@ -278,20 +301,16 @@ impl MetricNames {
     /// ```
     pub fn flatten_each(&mut self, snapshot: &Snapshot, mut f: impl FnMut(FlatMetric<'_>)) {
         self.intern(snapshot);
-        for &(id, value) in &self.scratch {
+        for &(id, _, value) in &self.scratch {
             f(self.flat(id, value));
         }
     }
 
-    /// The (id, value) pairs of the last [`intern`](Self::intern): for consumers that keep
-    /// per-id state and need a metric's name only the first time they see its id.
-    pub(crate) fn interned(&self) -> &[(u32, u64)] {
+    /// The (id, kind, value) of every metric of the last [`intern`](Self::intern): for
+    /// consumers that keep per-id state and need a metric's name only the first time they
+    /// see its id.
+    pub(crate) fn interned(&self) -> &[(u32, MetricKind, u64)] {
         &self.scratch
-    }
-
-    /// Gauge or counter: the kind of metric `id`.
-    pub(crate) fn kind(&self, id: u32) -> MetricKind {
-        self.names[id as usize].2
     }
 
     /// The metric `id` with `value`.
@@ -320,10 +339,14 @@ impl MetricNames {
                 g = self.find_group(group, next_group);
                 next_group = g + 1;
             }
-            let memory = group == Group::Memory;
-            let id = match self.groups[g].ids.get(pos) {
-                Some(&id) if name.matches_in_group(self.name(id), memory) => id,
-                _ => {
+            let known = self.groups[g].slots.get(pos).copied().filter(|slot| {
+                slot.same_fixed(&name).unwrap_or_else(|| {
+                    name.matches_in_group(self.name(slot.id), group == Group::Memory)
+                })
+            });
+            let (id, kind) = match known {
+                Some(slot) => (slot.id, slot.kind),
+                None => {
                     let id = match self.same_name_elsewhere(group, g, name) {
                         Some(id) => {
                             self.shared_ids = true;
@@ -331,13 +354,17 @@ impl MetricNames {
                         }
                         None => self.push_name(name, kind),
                     };
-                    let slots = &mut self.groups[g].ids;
+                    let slots = &mut self.groups[g].slots;
                     slots.truncate(pos);
-                    slots.push(id);
-                    id
+                    slots.push(Slot {
+                        id,
+                        kind: self.names[id as usize].2,
+                        fixed: name.fixed,
+                    });
+                    (id, self.names[id as usize].2)
                 }
             };
-            ids.push((id, value));
+            ids.push((id, kind, value));
         });
         if self.shared_ids {
             ids = sum_per_id(ids);
@@ -368,15 +395,15 @@ fn merge_series(first: &mut SeriesSnapshot, later: &mut SeriesSnapshot) {
 }
 
 /// Sums the values of repeated ids, keeping each id's first position.
-fn sum_per_id(ids: Vec<(u32, u64)>) -> Vec<(u32, u64)> {
+fn sum_per_id(ids: Vec<(u32, MetricKind, u64)>) -> Vec<(u32, MetricKind, u64)> {
     let mut at: HashMap<u32, usize> = HashMap::with_capacity(ids.len());
-    let mut out: Vec<(u32, u64)> = Vec::with_capacity(ids.len());
-    for (id, value) in ids {
+    let mut out: Vec<(u32, MetricKind, u64)> = Vec::with_capacity(ids.len());
+    for (id, kind, value) in ids {
         match at.get(&id) {
-            Some(&i) => out[i].1 += value,
+            Some(&i) => out[i].2 += value,
             None => {
                 at.insert(id, out.len());
-                out.push((id, value));
+                out.push((id, kind, value));
             }
         }
     }
@@ -573,9 +600,10 @@ impl Snapshot {
                 f(g, pos, name, value, kind);
                 pos += 1;
             };
-            let name = |metric| MetricName {
+            let name = |metric: &'static str| MetricName {
                 metric,
                 series: &s.name,
+                fixed: Some(metric),
             };
             if s.kind == SeriesKind::Counter {
                 f(name("count"), s.created, MetricKind::Counter);
@@ -593,7 +621,12 @@ impl Snapshot {
                 f(name("bytes"), b, MetricKind::Gauge);
             }
             for (k, v) in &s.extra {
-                f(name(k), *v, MetricKind::Counter);
+                let name = MetricName {
+                    metric: k,
+                    series: &s.name,
+                    fixed: None,
+                };
+                f(name, *v, MetricKind::Counter);
             }
         }
         let m = &self.memory;
@@ -602,9 +635,10 @@ impl Snapshot {
             f(Group::Memory, pos, name, value, kind);
             pos += 1;
         };
-        let mem = |series| MetricName {
+        let mem = |series: &'static str| MetricName {
             metric: "memory",
             series,
+            fixed: Some(series),
         };
         if let Some(v) = m.resident_bytes {
             f(mem("resident_bytes"), v, MetricKind::Gauge);

@@ -535,7 +535,7 @@ impl StatsdExporter {
         } = state;
         // Ids and values only: a metric's name is read once, when its key is made.
         names.intern(snapshot);
-        for &(id, value) in names.interned() {
+        for &(id, kind, value) in names.interned() {
             let i = id as usize;
             if i >= entries.len() {
                 entries.resize_with(i + 1, || None);
@@ -551,7 +551,7 @@ impl StatsdExporter {
                 }
             });
             line.clear();
-            match names.kind(id) {
+            match kind {
                 MetricKind::Gauge => {
                     if !refresh && entry.last == Some(value) {
                         continue;
