@@ -85,8 +85,42 @@ struct MetricName<'a> {
     metric: &'a str,
     series: &'a str,
     /// The part that varies within its group (the metric, or for process memory the series)
-    /// when it is a static string: then a slot recognises it by address, reading no text.
-    fixed: Option<&'static str>,
+    /// when it is one of the fixed parts: then a slot recognises it by one byte, reading no
+    /// text.
+    fixed: Option<Part>,
+}
+
+/// The name parts every series or process memory flattens to, all but the per-kind totals
+/// (`delivered`, `closed_aborted`, ..., which snapshots carry as strings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Live,
+    Peak,
+    Created,
+    Dropped,
+    Bytes,
+    Count,
+    ResidentBytes,
+    HeapBytes,
+    Allocations,
+    Deallocations,
+}
+
+impl Part {
+    fn as_str(self) -> &'static str {
+        match self {
+            Part::Live => "live",
+            Part::Peak => "peak",
+            Part::Created => "created",
+            Part::Dropped => "dropped",
+            Part::Bytes => "bytes",
+            Part::Count => "count",
+            Part::ResidentBytes => "resident_bytes",
+            Part::HeapBytes => "heap_bytes",
+            Part::Allocations => "allocations",
+            Part::Deallocations => "deallocations",
+        }
+    }
 }
 
 impl MetricName<'_> {
@@ -158,21 +192,21 @@ struct GroupIds {
     slots: Vec<Slot>,
 }
 
-/// One metric of a group as last seen: its id and kind, and its varying name part if that
-/// was a static string ([`MetricName::fixed`]).
+/// One metric of a group as last seen (8 bytes): its id and kind, and its varying name part
+/// if that was a fixed one ([`MetricName::fixed`]).
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     id: u32,
     kind: MetricKind,
-    fixed: Option<&'static str>,
+    fixed: Option<Part>,
 }
 
 impl Slot {
-    /// Whether `name` is this slot's metric, known from the address of a static part alone
-    /// (the same static string has the same text); `None` when only the text can tell.
+    /// Whether `name` is this slot's metric, known from fixed parts alone; `None` when only
+    /// the text can tell.
     fn same_fixed(&self, name: &MetricName<'_>) -> Option<bool> {
         match (self.fixed, name.fixed) {
-            (Some(a), Some(b)) => Some(std::ptr::eq(a, b) || a == b),
+            (Some(a), Some(b)) => Some(a == b),
             _ => None,
         }
     }
@@ -600,25 +634,25 @@ impl Snapshot {
                 f(g, pos, name, value, kind);
                 pos += 1;
             };
-            let name = |metric: &'static str| MetricName {
-                metric,
+            let name = |part: Part| MetricName {
+                metric: part.as_str(),
                 series: &s.name,
-                fixed: Some(metric),
+                fixed: Some(part),
             };
             if s.kind == SeriesKind::Counter {
-                f(name("count"), s.created, MetricKind::Counter);
+                f(name(Part::Count), s.created, MetricKind::Counter);
                 continue;
             }
             if s.kind == SeriesKind::Gauge {
-                f(name("live"), s.live, MetricKind::Gauge);
+                f(name(Part::Live), s.live, MetricKind::Gauge);
                 continue;
             }
-            f(name("live"), s.live, MetricKind::Gauge);
-            f(name("peak"), s.peak, MetricKind::Gauge);
-            f(name("created"), s.created, MetricKind::Counter);
-            f(name("dropped"), s.dropped, MetricKind::Counter);
+            f(name(Part::Live), s.live, MetricKind::Gauge);
+            f(name(Part::Peak), s.peak, MetricKind::Gauge);
+            f(name(Part::Created), s.created, MetricKind::Counter);
+            f(name(Part::Dropped), s.dropped, MetricKind::Counter);
             if let Some(b) = s.live_bytes {
-                f(name("bytes"), b, MetricKind::Gauge);
+                f(name(Part::Bytes), b, MetricKind::Gauge);
             }
             for (k, v) in &s.extra {
                 let name = MetricName {
@@ -635,18 +669,22 @@ impl Snapshot {
             f(Group::Memory, pos, name, value, kind);
             pos += 1;
         };
-        let mem = |series: &'static str| MetricName {
+        let mem = |part: Part| MetricName {
             metric: "memory",
-            series,
-            fixed: Some(series),
+            series: part.as_str(),
+            fixed: Some(part),
         };
         if let Some(v) = m.resident_bytes {
-            f(mem("resident_bytes"), v, MetricKind::Gauge);
+            f(mem(Part::ResidentBytes), v, MetricKind::Gauge);
         }
         if let Some(h) = &m.heap {
-            f(mem("heap_bytes"), h.live_bytes, MetricKind::Gauge);
-            f(mem("allocations"), h.allocations, MetricKind::Counter);
-            f(mem("deallocations"), h.deallocations, MetricKind::Counter);
+            f(mem(Part::HeapBytes), h.live_bytes, MetricKind::Gauge);
+            f(mem(Part::Allocations), h.allocations, MetricKind::Counter);
+            f(
+                mem(Part::Deallocations),
+                h.deallocations,
+                MetricKind::Counter,
+            );
         }
     }
 
