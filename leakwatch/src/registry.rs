@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::finding::{FindingLog, ScopeFinding, ScopeObserverId};
 use crate::series::{GaugeSet, Series, SeriesKind};
@@ -20,6 +20,10 @@ pub(crate) struct RegistryInner {
     pub(crate) global: bool,
     /// Keyed by (name, kind): iterating gives the snapshot's order, so snapshots need no sort.
     pub(crate) series: RwLock<BTreeMap<(String, SeriesKind), Arc<Series>>>,
+    /// The same series in the same order as one array, rebuilt after a series was added
+    /// (series are never removed, so a count that differs from the map's means stale): a
+    /// snapshot walks 10 000 pointers in a row instead of the map's nodes.
+    ordered: Mutex<Arc<[Arc<Series>]>>,
     pub(crate) findings: FindingLog,
     pub(crate) gauges: GaugeSet,
 }
@@ -55,6 +59,7 @@ impl Registry {
             inner: Arc::new(RegistryInner {
                 global,
                 series: RwLock::new(BTreeMap::new()),
+                ordered: Mutex::new(Arc::new([])),
                 findings: FindingLog::default(),
                 gauges: Default::default(),
             }),
@@ -95,6 +100,16 @@ impl Registry {
             .entry((name.to_owned(), kind))
             .or_insert_with(|| Arc::new(Series::new(name, kind)))
             .clone()
+    }
+
+    /// Every series, sorted by name then kind.
+    pub(crate) fn ordered_series(&self) -> Arc<[Arc<Series>]> {
+        let map = self.inner.series.read();
+        let mut ordered = self.inner.ordered.lock();
+        if ordered.len() != map.len() {
+            *ordered = map.values().cloned().collect();
+        }
+        ordered.clone()
     }
 
     /// Calls `observer` for every scope finding (late registration, outlived scope) in this

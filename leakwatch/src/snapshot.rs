@@ -43,10 +43,9 @@ impl Registry {
         // The registry keeps its series by (name, kind), the snapshot's order: they need no
         // sorting, which for 10 000 series cost more than reading their counters. Room for
         // the others is made now, so merging them in never moves the whole vector.
-        let map = self.inner.series.read();
-        let mut series = Vec::with_capacity(map.len() + others.len());
-        series.extend(map.values().map(|s| s.snapshot(&reader, now, detail)));
-        drop(map);
+        let ordered = self.ordered_series();
+        let mut series = Vec::with_capacity(ordered.len() + others.len());
+        series.extend(ordered.iter().map(|s| s.snapshot(&reader, now, detail)));
         let memory = if self.inner.global {
             crate::memory::Memory::read()
         } else {
@@ -918,6 +917,15 @@ mod tests {
         );
         assert_eq!(snap.get_kind("c", Gauge).map(|s| s.live), Some(5));
         assert_eq!(snap.get("c").map(|s| s.kind), Some(Tok));
+        // A series added after a snapshot is in the next one, in its place.
+        let _late = Token::new_in(&reg, "bb");
+        let names: Vec<String> = reg
+            .snapshot_counts()
+            .series
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        assert_eq!(names, ["a", "b", "bb", "c", "c", "c", "d", "e"]);
     }
 
     #[test]
