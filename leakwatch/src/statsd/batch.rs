@@ -52,6 +52,8 @@ pub(crate) fn unframe(entry: &str) -> (u64, &str) {
 pub(crate) struct Batch<C> {
     /// The header (filled in at send) and the lines so far.
     buf: String,
+    /// A line written past the chunk's end, on its way to the next chunk.
+    spill: String,
     lines: usize,
     pending: Vec<C>,
     /// Largest chunk: one less than the datagram size, for the newline cadence appends.
@@ -66,6 +68,7 @@ impl<C> Batch<C> {
         buf.push_str(std::str::from_utf8(&header(0)).expect("hex digits are ASCII"));
         Batch {
             buf,
+            spill: String::new(),
             lines: 0,
             pending: Vec::new(),
             cap: datagram_size.saturating_sub(1).max(1),
@@ -83,6 +86,33 @@ impl<C> Batch<C> {
         apply: &mut dyn FnMut(C),
     ) {
         self.push_group(send, line, 1, commit, apply);
+    }
+
+    /// Adds the line that `write` appends, written straight into the chunk (no copy unless it
+    /// starts the next one); `commit` is applied through `apply` once its chunk is accepted.
+    pub(crate) fn push_with(
+        &mut self,
+        send: SendChunk<'_>,
+        commit: Option<C>,
+        apply: &mut dyn FnMut(C),
+        write: impl FnOnce(&mut String),
+    ) {
+        let before = self.buf.len();
+        if before > HEADER_LEN {
+            self.buf.push('\n');
+        }
+        let start = self.buf.len();
+        write(&mut self.buf);
+        if before > HEADER_LEN && self.buf.len() - HEADER_LEN > self.cap {
+            // It does not fit: the chunk goes without it, and it starts the next one.
+            self.spill.clear();
+            self.spill.push_str(&self.buf[start..]);
+            self.buf.truncate(before);
+            self.send(send, apply);
+            self.buf.push_str(&self.spill);
+        }
+        self.lines += 1;
+        self.pending.extend(commit);
     }
 
     /// Adds `lines` newline-joined lines that must travel in one chunk (StatsD applies them
@@ -175,6 +205,35 @@ mod tests {
         );
         assert_eq!(applied, vec![0, 1, 2]);
         assert_eq!((b.queued, b.refused), (3, 1));
+    }
+
+    #[test]
+    fn lines_written_in_place_chunk_like_pushed_lines() {
+        let lines = ["aaaa", "bbbb", "cc", "dddddddddddd", "e", "ff"];
+        let run = |in_place: bool| {
+            let sent = RefCell::new(Vec::new());
+            let send = |chunk: &str, n: usize| {
+                record(&sent, chunk, n);
+                true
+            };
+            let mut applied = Vec::new();
+            let mut b = Batch::new(10);
+            for (i, l) in lines.iter().enumerate() {
+                if in_place {
+                    b.push_with(&send, Some(i), &mut |c| applied.push(c), |buf| {
+                        buf.push_str(l)
+                    });
+                } else {
+                    b.push(&send, l, Some(i), &mut |c| applied.push(c));
+                }
+            }
+            b.send(&send, &mut |c| applied.push(c));
+            (sent.into_inner(), applied, b.queued)
+        };
+        let pushed = run(false);
+        assert_eq!(run(true), pushed);
+        assert_eq!(pushed.0.len(), 4, "{:?}", pushed.0);
+        assert_eq!(pushed.1, (0..lines.len()).collect::<Vec<_>>());
     }
 
     #[test]

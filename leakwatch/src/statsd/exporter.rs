@@ -345,7 +345,6 @@ struct ExportState {
     until_refresh: u32,
     /// Whether the last export was a refresh (the user metrics of a tick follow it).
     refreshed: bool,
-    line: String,
 }
 
 struct Inner {
@@ -530,7 +529,6 @@ impl StatsdExporter {
             names,
             entries,
             keys,
-            line,
             ..
         } = state;
         // Ids and values only: a metric's name is read once, when its key is made.
@@ -550,32 +548,32 @@ impl StatsdExporter {
                     last: None,
                 }
             });
-            line.clear();
-            match kind {
+            let (line_value, suffix) = match kind {
                 MetricKind::Gauge => {
                     if !refresh && entry.last == Some(value) {
                         continue;
                     }
-                    let key = &keys[entry.key.0..entry.key.1];
-                    push_count_line(line, key, value, "g", &inner.tags);
+                    (value, "g")
                 }
-                MetricKind::Counter => {
-                    let delta = match entry.last {
-                        None => value,
-                        Some(last) if value == last => continue,
-                        // A total only falls when its series was recreated: count from zero.
-                        Some(last) if value < last => value,
-                        Some(last) => value - last,
-                    };
-                    let key = &keys[entry.key.0..entry.key.1];
-                    push_count_line(line, key, delta, "c", &inner.tags);
-                }
-            }
-            batch.push(&send, line, Some((i, value)), &mut |(i, v)| {
-                if let Some(e) = &mut entries[i] {
-                    e.last = Some(v);
-                }
-            });
+                MetricKind::Counter => match entry.last {
+                    None => (value, "c"),
+                    Some(last) if value == last => continue,
+                    // A total only falls when its series was recreated: count from zero.
+                    Some(last) if value < last => (value, "c"),
+                    Some(last) => (value - last, "c"),
+                },
+            };
+            let key = &keys[entry.key.0..entry.key.1];
+            batch.push_with(
+                &send,
+                Some((i, value)),
+                &mut |(i, v)| {
+                    if let Some(e) = &mut entries[i] {
+                        e.last = Some(v);
+                    }
+                },
+                |buf| push_count_line(buf, key, line_value, suffix, &inner.tags),
+            );
         }
         batch.send(&send, &mut |(i, v)| {
             if let Some(e) = &mut entries[i] {
