@@ -144,7 +144,10 @@ impl SampleBuf {
         }
         if used >= 3 && sigma > 0.0 {
             let u = used as f64;
-            return Some(((sum / u) as f32, (white_var_of(&vals[..n], sigma) / u) as f32));
+            return Some((
+                (sum / u) as f32,
+                (white_var_of(&vals[..n], sigma) / u) as f32,
+            ));
         }
         let k = n as f64;
         let f = std::f64::consts::FRAC_PI_2 * k / (k + if n % 2 == 0 { 1.3 } else { 0.5 });

@@ -539,3 +539,27 @@ fn onset_path_ignores_mean_reverting_wander() {
     });
     assert!(out.iter().all(|f| !f.is_firing()), "{out:#?}");
 }
+
+#[test]
+fn windows_over_a_young_series_life_ignore_mean_reverting_wander() {
+    // Windows only (start-up and onset tests off), over the first 25 min of series that
+    // wander (AR(1) on 1 s, τ ≈ 100 s, σ ≈ 5% of the level): a window then covers the
+    // series' whole life after its first 2 minutes, with no history before it to measure the
+    // wander on. Its wander is measured at the longest lag the series has.
+    let rule = GrowthRule::new(sel("live.*")).startup_z(0.0).onset_z(0.0);
+    let a = (-1.0f64 / 100.0).exp();
+    let mut fired = Vec::new();
+    for seed in 0..200u64 {
+        let mut e = Engine::new(RuleSet::new().with(rule.clone())).unwrap();
+        let mut n = Noise(1000 + seed);
+        let mut x = 50.0 * n.next();
+        let out = run(&mut e, 0..1500, |_| {
+            x = a * x + 50.0 * (1.0 - a * a).sqrt() * n.next();
+            vec![("live.w", (1000.0 + x + 10.0 * n.next()).round())]
+        });
+        if let Some(f) = out.iter().find(|f| f.is_firing()) {
+            fired.push((seed, f.at));
+        }
+    }
+    assert!(fired.is_empty(), "fired on wander: {fired:?}");
+}

@@ -119,11 +119,14 @@
 //! bucket value would have on independent samples, see `history`), with the residuals'
 //! semivariogram deciding between white noise and an AR(1) wander (`onset::white_ar_z`).
 //! When the residuals look white the z is used at full strength; otherwise the smaller of
-//! it (with φ ≥ 0.9) and the AR(1)-corrected z. It hits when z ≥ `startup_z` (4.5), the
-//! ramp is not explained better by a jump, the rise does not slow down (curvature z ≥
+//! it (with φ ≥ 0.9) and the AR(1)-corrected z; an excess that is anti-correlated (one odd
+//! bucket) counts as white. It hits when z ≥ `startup_z` (4.5), the ramp is not explained
+//! better by a jump (by `startup_step_margin`), the rise does not slow down (curvature z ≥
 //! −`startup_curvature_z`), a fill-fast rise (> `startup_fill_rate` of its starting level
 //! per minute) has gone on `startup_fill`, a rise after a flat stretch `onset_sustain`, and
-//! the rise is ≥ `min_rise_fraction` of the level; it fires after `onset_confirm` hits.
+//! the rise is ≥ `min_rise_fraction` of the level (6% in the first 3 min); it fires after
+//! `onset_confirm` hits, or at once on z ≥ 16. Unlike the onset test it asks for no new
+//! high (see `startup_hit`).
 //!
 //! A series that appears with a **fill** (a jump to its working level within the first
 //! minute, as the streams of a service that takes traffic at once) and then leaks is a jump
