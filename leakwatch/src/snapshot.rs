@@ -342,6 +342,7 @@ impl MetricNames {
     /// The (id, kind, value) of every metric of the last [`intern`](Self::intern): for
     /// consumers that keep per-id state and need a metric's name only the first time they
     /// see its id.
+    #[cfg(feature = "statsd")]
     pub(crate) fn interned(&self) -> &[(u32, MetricKind, u64)] {
         &self.scratch
     }
