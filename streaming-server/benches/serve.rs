@@ -19,7 +19,9 @@
 //! (ΔRSS/Δstreams from `/proc/PID/status` with 10,000 authenticated streams open, 50 flows ×
 //! 200 members), then fan-out rounds of 1,000 messages (200,000 deliveries each) taking turns:
 //! the servers not being measured are stopped with SIGSTOP so each round has the machine to
-//! itself, bar its load generator.
+//! itself, bar its load generator. The reference and the uninstrumented server each run in two
+//! processes, opened in the order A B ... B A, and their figures pool both: one process of a
+//! build is not the build (see `drive`).
 //! Before that, a heap profile of 10,000 idle streams of the reference server (live
 //! allocations by requested size, counted by this bench's global allocator in a fourth
 //! process that runs the server library) shows where the bytes go.
@@ -436,26 +438,21 @@ struct Summary {
     missing: u64,
 }
 
-fn summarise(s: &Served) -> Summary {
+/// Medians over the rounds of every process in `procs` (one build may run in two).
+fn summarise(procs: &[&Served]) -> Summary {
+    let rounds = || procs.iter().flat_map(|s| &s.rounds);
     let mut hist = load::histogram();
-    for r in &s.rounds {
+    for r in rounds() {
         for &(b, c) in &r.hist {
             hist[b] += c;
         }
     }
     Summary {
-        rate: median(s.rounds.iter().map(RoundResult::rate).collect()),
-        per_cpu: median(
-            s.rounds
-                .iter()
-                .map(|r| r.delivered as f64 / r.cpu_secs)
-                .collect(),
-        ),
+        rate: median(rounds().map(RoundResult::rate).collect()),
+        per_cpu: median(rounds().map(|r| r.delivered as f64 / r.cpu_secs).collect()),
         p50: load::quantile_ms(&hist, 0.50),
         p99: load::quantile_ms(&hist, 0.99),
-        missing: s
-            .rounds
-            .iter()
+        missing: rounds()
             .map(|r| r.expected.saturating_sub(r.delivered))
             .sum(),
     }
@@ -556,8 +553,14 @@ fn drive() {
     heap_profile(&fixture_path);
 
     let reference_bin = Path::new(env!("CARGO_BIN_EXE_streaming-server"));
+    // The reference and the uninstrumented server run twice each, in two processes opened in
+    // the order A B ... B A: two processes of one build differ by up to 7% in one run (the
+    // same binary measured three times: 0.93-0.98x), and the processes opened last tended to
+    // be the fastest, so a comparison between one process of each build, always opened in the
+    // same order, measured the processes as much as the builds.
     let mut servers = vec![
         start_server("reference", serve_cmd(reference_bin, &fixture_path)),
+        start_server("uninstrumented", serve_cmd(&uninstrumented, &fixture_path)),
         start_server("ref, 60 s tick", {
             // The same binary with the watchdog sampling every minute instead of every
             // second: separates the counting on the request path from the sampling's cost.
@@ -565,8 +568,9 @@ fn drive() {
             c.args(["--sample-interval", "60s"]);
             c
         }),
-        start_server("uninstrumented", serve_cmd(&uninstrumented, &fixture_path)),
         start_server("minimal", role("minimal")),
+        start_server("uninstr. #2", serve_cmd(&uninstrumented, &fixture_path)),
+        start_server("reference #2", serve_cmd(reference_bin, &fixture_path)),
     ];
 
     println!(
@@ -580,9 +584,28 @@ fn drive() {
         }
     }
 
-    let sums: Vec<Summary> = servers.iter().map(summarise).collect();
-    let per_stream: [f64; 4] = std::array::from_fn(|i| servers[i].per_stream());
-    let idle: [f64; 4] = std::array::from_fn(|i| (servers[i].idle_cpu * 100.0).max(0.0));
+    // Columns: reference, ref 60 s tick, uninstrumented, minimal (indices into `servers`);
+    // the two builds compared for the instrumentation's cost pool both of their processes.
+    let columns = [[0, 5], [2, 2], [1, 4], [3, 3]];
+    let sums: Vec<Summary> = columns
+        .iter()
+        .map(|c| {
+            if c[0] == c[1] {
+                summarise(&[&servers[c[0]]])
+            } else {
+                summarise(&[&servers[c[0]], &servers[c[1]]])
+            }
+        })
+        .collect();
+    let same_build = |a: usize, b: usize| {
+        let (x, y) = (summarise(&[&servers[a]]), summarise(&[&servers[b]]));
+        (x.rate / y.rate, x.per_cpu / y.per_cpu)
+    };
+    let (ref_aa, unins_aa) = (same_build(0, 5), same_build(1, 4));
+    let second_per_stream = [servers[5].per_stream(), servers[4].per_stream()];
+    let per_stream: [f64; 4] = std::array::from_fn(|i| servers[columns[i][0]].per_stream());
+    let idle: [f64; 4] =
+        std::array::from_fn(|i| (servers[columns[i][0]].idle_cpu * 100.0).max(0.0));
     println!("server CPU by thread over all rounds:");
     for s in &servers {
         let none = BTreeMap::new();
@@ -634,7 +657,8 @@ fn drive() {
     let each = |f: &dyn Fn(&Summary) -> String| [f(r), f(r60), f(u), f(m)];
     println!();
     println!(
-        "summary (medians of {ROUNDS} rounds; latency = post sent to frame read, all rounds pooled)"
+        "summary (medians of {ROUNDS} rounds, of {} for reference and uninstrumented (two processes each); latency = post sent to frame read, all rounds pooled)",
+        2 * ROUNDS
     );
     row(
         "",
@@ -676,6 +700,12 @@ fn drive() {
         per_stream[3] / per_stream[0]
     );
     println!(
+        "    second processes: reference #2 {}, uninstrumented #2 {} (uninstrumented #1 {})",
+        kb(second_per_stream[0]),
+        kb(second_per_stream[1]),
+        kb(per_stream[2])
+    );
+    println!(
         "  fan-out, reference / minimal             {:.2}x (target >= 0.8x); per server CPU second {:.2}x",
         r.rate / m.rate,
         r.per_cpu / m.per_cpu
@@ -684,6 +714,14 @@ fn drive() {
         "  fan-out, instrumented / uninstrumented   {:.2}x (target >= 0.97x); per server CPU second {:.2}x",
         r.rate / u.rate,
         r.per_cpu / u.per_cpu
+    );
+    println!(
+        "    (medians of {} rounds per build over two processes each, opened A B .. B A)",
+        2 * ROUNDS
+    );
+    println!(
+        "  same build, process #1 / #2 (the noise): reference {:.2}x ({:.2}x per CPU s), uninstrumented {:.2}x ({:.2}x)",
+        ref_aa.0, ref_aa.1, unins_aa.0, unins_aa.1
     );
     println!(
         "  the same with a 60 s watchdog tick       {:.2}x; per server CPU second {:.2}x",
