@@ -148,6 +148,8 @@ pub struct ConnRecord {
     pub flows: Vec<FlowIx>,
     /// The `Last-Event-ID` it resumed from (a stale id is not a resume point).
     pub resume_from: Option<u64>,
+    /// When its request was sent, since the run's start.
+    pub requested_at: Duration,
     /// When its response head arrived, since the run's start.
     pub opened_at: Duration,
     /// When it ended.
@@ -495,7 +497,10 @@ pub fn check_deliveries(
                     )
                 });
             }
-            if c.resume_from.is_some() && p.acked_at.is_some_and(|a| a < c.opened_at) {
+            // Acknowledged before the request was even sent: only a replay can bring it. (A
+            // post acknowledged between the request and the response head may have been
+            // published after the server subscribed the stream, and delivered live.)
+            if c.resume_from.is_some() && p.acked_at.is_some_and(|a| a < c.requested_at) {
                 totals.replayed += 1;
             }
         }
@@ -729,6 +734,7 @@ mod tests {
             user: 1,
             flows,
             resume_from: resume,
+            requested_at: Duration::from_millis(open),
             opened_at: Duration::from_millis(open),
             closed_at: Duration::from_millis(close),
             open_at_end: end,

@@ -225,6 +225,7 @@ impl Client<'_> {
             Resume::Fresh => {}
         }
         let started = Instant::now();
+        let requested_at = sh.now();
         let mut buf = Vec::with_capacity(4096);
         let opened = async {
             let mut stream = http::connect(sh.addr, REQUEST_TIMEOUT).await?;
@@ -299,7 +300,15 @@ impl Client<'_> {
             return Outcome::GiveUp;
         }
         let out = self
-            .stream(attempt, cp, stream, rest, resume_from, started)
+            .stream(
+                attempt,
+                cp,
+                stream,
+                rest,
+                resume_from,
+                started,
+                requested_at,
+            )
             .await;
         drop(permit);
         out
@@ -350,6 +359,7 @@ impl Client<'_> {
         rest: Vec<u8>,
         resume_from: Option<u64>,
         started: Instant,
+        requested_at: Duration,
     ) -> Outcome {
         let sh = self.sh;
         let stats = &sh.stats;
@@ -479,6 +489,7 @@ impl Client<'_> {
             user: self.user,
             flows: self.flows.to_vec(),
             resume_from,
+            requested_at,
             opened_at,
             closed_at,
             open_at_end: end == End::Closing,
