@@ -225,7 +225,6 @@ impl Client<'_> {
             Resume::Fresh => {}
         }
         let started = Instant::now();
-        let requested_at = sh.now();
         let mut buf = Vec::with_capacity(4096);
         let opened = async {
             let mut stream = http::connect(sh.addr, REQUEST_TIMEOUT).await?;
@@ -300,15 +299,7 @@ impl Client<'_> {
             return Outcome::GiveUp;
         }
         let out = self
-            .stream(
-                attempt,
-                cp,
-                stream,
-                rest,
-                resume_from,
-                started,
-                requested_at,
-            )
+            .stream(attempt, cp, stream, rest, resume_from, started)
             .await;
         drop(permit);
         out
@@ -359,13 +350,14 @@ impl Client<'_> {
         rest: Vec<u8>,
         resume_from: Option<u64>,
         started: Instant,
-        requested_at: Duration,
     ) -> Outcome {
         let sh = self.sh;
         let stats = &sh.stats;
         stats.stream_opened();
         let _open = Open(sh);
         let opened_at = sh.now();
+        // When the request went out (`started`), on the run's clock.
+        let requested_at = opened_at.saturating_sub(started.elapsed());
         let record = sh.recorded_messages.load(Relaxed) < super::MAX_RECORDED_MESSAGES;
         let mut check = StreamCheck::new(
             self.user,
