@@ -44,7 +44,7 @@
 //!   chunks and `try_send` each chunk into a bounded queue ([`DEFAULT_QUEUE_CAPACITY`]
 //!   chunks); a thread drains it into a UDP socket, one `send` per chunk (datagrams of up
 //!   to 1432 bytes, 8192 on loopback), paced to 100 000 lines/s so the daemon's receive
-//!   buffer does not overflow, and hands each emptied buffer back for the next chunk (about
+//!   buffer does not overflow, and hands each emptied buffer back for the next chunk (up to
 //!   4 MiB of them are kept, so a steady export allocates no chunk). A full queue
 //!   refuses a chunk at once; refused lines and failed sends are counted in the
 //!   [`EventCounter`](crate::EventCounter) `statsd.dropped` (so they are exported too) and

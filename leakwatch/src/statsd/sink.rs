@@ -30,15 +30,10 @@ use crate::registry::Registry;
 /// exports no such series.
 pub(crate) const REFUSED_COUNTER: &str = "statsd.refused";
 
-/// Spare buffers kept for reuse, in datagrams' worth: enough for an export of 10 000 changed
-/// series (~2 MB of lines), so a steady export allocates nothing; a bigger backlog's extra
-/// buffers are freed once sent.
+/// Spare buffers kept for reuse, in bytes at most: enough for an export of 10 000 changed
+/// series (~2.4 MB of lines), so a steady export allocates nothing; a bigger backlog's
+/// extra buffers are freed once sent.
 const POOL_BYTES: usize = 4 << 20;
-
-/// Room past the datagram size in each buffer: a chunk's last line is written in place
-/// before the batcher sees that it does not fit (and moves it to the next chunk), so without
-/// this room nearly every buffer would grow (a copy) the first time it is filled.
-const LINE_ROOM: usize = 1024;
 
 /// Progress shared between the sender thread (which writes it) and the exporter.
 #[derive(Debug, Default)]
@@ -123,7 +118,7 @@ impl ChunkQueue {
     pub(crate) fn buffer(&self) -> String {
         self.pool
             .try_recv()
-            .unwrap_or_else(|_| String::with_capacity(self.datagram_size + LINE_ROOM))
+            .unwrap_or_else(|_| String::with_capacity(self.datagram_size))
     }
 
     /// Queues `chunk` (`lines` newline-joined lines) without waiting; a full queue gives it
@@ -220,11 +215,9 @@ impl SenderThread {
             self.progress
                 .passed_lines
                 .fetch_add(lines, Ordering::Relaxed);
-            // Only buffers of the usual size go back (an alert's one-line chunk would have to
-            // grow, one a very long line grew would hold memory); past the pool's bound the
-            // buffer is freed here.
-            let usual = self.datagram_size..=self.datagram_size + LINE_ROOM;
-            if usual.contains(&chunk.capacity()) {
+            // Only full-size buffers go back (an alert's one-line chunk would have to grow);
+            // past the pool's bound the buffer is freed here.
+            if chunk.capacity() >= self.datagram_size {
                 chunk.clear();
                 let _ = self.pool.try_send(chunk);
             }
