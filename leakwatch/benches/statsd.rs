@@ -204,7 +204,7 @@ fn cpu_cost(every: usize, label: &str, quick: bool) {
         let t2 = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID);
         waiting += t2 - t1;
         let (p1, r1) = (cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID), sink.cpu());
-        // Process CPU minus this thread's and the receiver's: the exporter's sender thread,
+        // Process CPU minus this thread's and the receiver's: cadence's sender thread,
         // pacing sleeps included.
         sender += (p1 - p0)
             .saturating_sub(t2 - t0)
