@@ -1,4 +1,4 @@
-//! The exporter: snapshot -> StatsD lines -> bounded queue -> paced UDP, a datagram per chunk.
+//! The exporter: snapshot -> StatsD lines -> bounded queue -> paced, buffered UDP.
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use cadence::{MetricSink, QueuingMetricSink, UdpMetricSink};
 use parking_lot::Mutex;
 
 use super::StatsdError;
-use super::batch::Batch;
+use super::batch::{Batch, framed};
 use super::names::{host_name, push_sanitized_name, sanitize_component, sanitize_tag};
 use super::recorder::{StatsdRecorder, UserMetrics};
-use super::sink::{ChunkQueue, SenderCounters};
+use super::sink::{PacedSink, Progress};
 use crate::event::EventCounter;
 use crate::registry::Registry;
 use crate::snapshot::{MetricKind, MetricNames, Snapshot};
@@ -194,31 +195,31 @@ impl StatsdExporterBuilder {
         let socket =
             UdpSocket::bind(local).map_err(|source| StatsdError::Bind { local, source })?;
         // A connected UDP socket hears the ICMP "port unreachable" a daemon-less port sends
-        // back and reports it on a later send (ECONNREFUSED), which the sender counts; an
-        // unconnected one never learns that nothing listens. Linux only: BSD-derived systems
-        // refuse `send_to` on a connected socket (EISCONN), and elsewhere the sender uses
-        // `send_to`. Port 0 is no destination: a socket connected to it would send into
-        // nothing without an error, while `send_to` fails (EINVAL) and its lines are counted.
-        let connected = cfg!(any(target_os = "linux", target_os = "android")) && target.port() != 0;
-        if connected {
-            socket.connect(target).map_err(|e| StatsdError::Address {
-                addr: target.to_string(),
-                reason: format!("cannot connect a UDP socket to it: {e}"),
-            })?;
-        }
+        // back and reports it on a later send (ECONNREFUSED), which the sink counts; an
+        // unconnected one never learns that nothing listens. Linux only: cadence sends with
+        // `send_to`, which BSD-derived systems refuse on a connected socket (EISCONN).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        socket.connect(target).map_err(|e| StatsdError::Address {
+            addr: target.to_string(),
+            reason: format!("cannot connect a UDP socket to it: {e}"),
+        })?;
+        let udp =
+            UdpMetricSink::from(target, socket).map_err(|e| StatsdError::Sink(e.to_string()))?;
+
         let dropped = EventCounter::new_in(&self.registry, DROPPED_COUNTER);
-        let queue = ChunkQueue::start(
-            socket,
-            if connected { None } else { Some(target) },
-            self.queue_capacity,
-            datagram_size,
-            SenderCounters {
-                dropped: dropped.clone(),
-                registry: self.registry.clone(),
-            },
+        let progress = Arc::new(Progress::default());
+        let paced = PacedSink::new(
+            udp,
+            progress.clone(),
+            dropped.clone(),
+            self.registry.clone(),
             self.max_lines_per_second,
-        )
-        .map_err(StatsdError::Thread)?;
+        );
+        // The queue is held once, in `Inner`, and never cloned: cadence's `Drop` of *any*
+        // clone stops the shared worker thread.
+        let queue = QueuingMetricSink::builder()
+            .with_capacity(self.queue_capacity)
+            .build(paced);
 
         let instance = match self.instance {
             Instance::Named(s) => Some(sanitize_component(&s)),
@@ -248,6 +249,7 @@ impl StatsdExporterBuilder {
         Ok(StatsdExporter {
             inner: Arc::new(Inner {
                 queue,
+                progress,
                 target,
                 base,
                 leakwatch_base,
@@ -346,7 +348,8 @@ struct ExportState {
 }
 
 struct Inner {
-    queue: ChunkQueue,
+    queue: QueuingMetricSink,
+    progress: Arc<Progress>,
     target: SocketAddr,
     /// `<prefix>.<instance>` (sanitised; may be empty).
     base: String,
@@ -365,32 +368,26 @@ struct Inner {
 }
 
 impl Inner {
-    /// Queues one chunk of `lines` lines (see `batch`), leaving an empty buffer in its
-    /// place; a refusal (queue full) is counted, never waited on, and leaves the chunk.
-    fn send_chunk(&self, chunk: &mut String, lines: usize) -> bool {
-        match self.queue.try_send(std::mem::take(chunk), lines as u64) {
-            Ok(()) => {
-                *chunk = self.queue.buffer();
-                true
-            }
-            Err(back) => {
-                *chunk = back;
-                self.dropped.add(lines as u64);
-                false
-            }
+    /// Queues one framed chunk of `lines` lines (see `batch`); a refusal (queue full) is
+    /// counted, never waited on.
+    fn send_chunk(&self, chunk: &str, lines: usize) -> bool {
+        // Counted before the emit so the worker's `passed_lines` never overtakes it.
+        self.progress
+            .submitted_lines
+            .fetch_add(lines as u64, Ordering::Relaxed);
+        let ok = self.queue.emit(chunk).is_ok();
+        if !ok {
+            self.progress
+                .submitted_lines
+                .fetch_sub(lines as u64, Ordering::Relaxed);
+            self.dropped.add(lines as u64);
         }
-    }
-
-    /// Queues one line on its own (alerts and events), taking no buffer from the pool.
-    fn send_line(&self, line: String) {
-        if self.queue.try_send(line, 1).is_err() {
-            self.dropped.incr();
-        }
+        ok
     }
 
     fn flush_user(&self, refresh: bool) -> (usize, usize) {
         self.user.flush(
-            &|c: &mut String, n: usize| self.send_chunk(c, n),
+            &|c: &str, n: usize| self.send_chunk(c, n),
             self.datagram_size,
             refresh,
         )
@@ -401,13 +398,12 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Short-lived programs must not lose what they queued (the pitfall of
         // metrics-exporter-statsd): send pending user metrics and what is queued, unpaced, since a paced backlog may need longer than the timeout.
-        let progress = self.queue.progress();
-        progress.unpaced.store(true, Ordering::Relaxed);
+        self.progress.unpaced.store(true, Ordering::Relaxed);
         if !flush(self, SHUTDOWN_FLUSH) {
             // The worker may still send these if the program lives on, but a program that
             // is exiting loses them: they are counted as dropped rather than go unnoticed.
-            let submitted = progress.submitted_lines.load(Ordering::Relaxed);
-            let passed = progress.passed_lines.load(Ordering::Relaxed);
+            let submitted = self.progress.submitted_lines.load(Ordering::Relaxed);
+            let passed = self.progress.passed_lines.load(Ordering::Relaxed);
             self.dropped.add(submitted.saturating_sub(passed));
         }
     }
@@ -415,9 +411,26 @@ impl Drop for Inner {
 
 fn flush(inner: &Inner, timeout: Duration) -> bool {
     inner.flush_user(false);
-    // A timeout too long for the clock (Duration::MAX) waits until done. Nothing is left in
-    // a buffer afterwards: each queued chunk is sent as its own datagram.
-    inner.queue.flush(timeout)
+    // A timeout too long for the clock (Duration::MAX) waits until done.
+    let deadline = Instant::now().checked_add(timeout);
+    let before_deadline = || deadline.is_none_or(|d| Instant::now() < d);
+    let left = || {
+        deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        })
+    };
+    let target = inner.queue.submitted();
+    let mut done = inner.progress.passed.load(Ordering::Acquire) >= target;
+    // Back off from 100 µs to 5 ms: a paced queue of 40 000 lines takes ~0.4 s to drain, and
+    // polling it every 200 µs cost more CPU than the export itself.
+    let mut nap = Duration::from_micros(100);
+    while !done && before_deadline() {
+        std::thread::sleep(nap.min(left()));
+        nap = (nap * 2).min(Duration::from_millis(5));
+        done = inner.progress.passed.load(Ordering::Acquire) >= target;
+    }
+    // Nothing is left in a buffer: each queued chunk is sent as its own datagram.
+    done
 }
 
 /// Sends leakwatch snapshots (and, through [`metrics_recorder`](Self::metrics_recorder), the
@@ -491,7 +504,7 @@ impl StatsdExporter {
 
     /// Chunks (up to a datagram of lines each) waiting in the queue.
     pub fn queued(&self) -> u64 {
-        self.inner.queue.len() as u64
+        self.inner.queue.queued()
     }
 
     /// Queues every metric of `snapshot` ([`Snapshot::metrics`]): gauges are *set* (only
@@ -510,8 +523,8 @@ impl StatsdExporter {
             state.until_refresh - 1
         };
         state.refreshed = refresh;
-        let send = |c: &mut String, n: usize| inner.send_chunk(c, n);
-        let mut batch = Batch::new(inner.queue.buffer(), inner.datagram_size);
+        let send = |c: &str, n: usize| inner.send_chunk(c, n);
+        let mut batch = Batch::new(inner.datagram_size);
         let ExportState {
             names,
             entries,
@@ -600,7 +613,7 @@ impl StatsdExporter {
             push_sanitized_name(&mut line, "alerts");
             push_sanitized_name(&mut line, &rule.replace('.', "_"));
             let _ = write!(line, ":1|c{}", inner.tags);
-            inner.send_line(line);
+            inner.send_chunk(&framed(&line), 1);
         }
         if inner.events {
             let (word, alert_type) = match state {
@@ -622,7 +635,7 @@ impl StatsdExporter {
                 tags = format!("{},{}", inner.tags, &tags[2..]);
             }
             line.push_str(&tags);
-            inner.send_line(line);
+            inner.send_chunk(&framed(&line), 1);
         }
     }
 

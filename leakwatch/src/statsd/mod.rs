@@ -41,11 +41,10 @@
 //!   keeps), and re-sent only when they change plus every `gauge_refresh_ticks` exports.
 //!   Counters are sent as the change of their total since the last export (`|c`).
 //! * **It never hurts the host.** Callers only format lines, join them into datagram-sized
-//!   chunks and `try_send` each chunk into a bounded queue ([`DEFAULT_QUEUE_CAPACITY`]
-//!   chunks); a thread drains it into a UDP socket, one `send` per chunk (datagrams of up
-//!   to 1432 bytes, 8192 on loopback), paced to 100 000 lines/s so the daemon's receive
-//!   buffer does not overflow, and hands each emptied buffer back for the next chunk (up to
-//!   4 MiB of them are kept, so a steady export allocates no chunk). A full queue
+//!   chunks and `try_send` each chunk into a bounded queue ([`cadence::QueuingMetricSink`],
+//!   [`DEFAULT_QUEUE_CAPACITY`] chunks); a thread drains it into a UDP socket, one `send`
+//!   per chunk ([`cadence::UdpMetricSink`], datagrams of up to 1432 bytes, 8192 on loopback),
+//!   paced to 100 000 lines/s so the daemon's receive buffer does not overflow. A full queue
 //!   refuses a chunk at once; refused lines and failed sends are counted in the
 //!   [`EventCounter`](crate::EventCounter) `statsd.dropped` (so they are exported too) and
 //!   [`StatsdExporter::dropped`]. Refused counter deltas are retried with the next export, so
@@ -107,9 +106,9 @@ pub enum StatsdError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The thread that sends the datagrams could not be started.
-    #[error("cannot start the StatsD sender thread: {0}")]
-    Thread(std::io::Error),
+    /// cadence refused to build the UDP sink.
+    #[error("cannot create the StatsD UDP sink: {0}")]
+    Sink(String),
     /// A builder setting is out of range.
     #[error("invalid StatsD exporter setting: {0}")]
     Config(String),

@@ -155,7 +155,7 @@ impl UserMetrics {
         refresh: bool,
     ) -> (usize, usize) {
         let _one_at_a_time = self.flushing.lock();
-        let mut batch: Batch<Commit> = Batch::new(String::new(), datagram_size);
+        let mut batch: Batch<Commit> = Batch::new(datagram_size);
         let mut apply = |c: Commit| match c {
             Commit::Counter(c, total) => {
                 c.sent.store(total, Ordering::Relaxed);
