@@ -90,6 +90,9 @@ fn rules(relative: bool) -> RuleSet {
     if let Some(v) = env("LW_STARTUP_FILL_RATE") {
         g = g.startup_fill_rate(v);
     }
+    if let Some(v) = env("LW_STARTUP_SUSTAIN") {
+        g = g.startup_sustain(std::time::Duration::from_secs_f64(v));
+    }
     if let Some(v) = env("LW_STARTUP_MARGIN") {
         g = g.startup_step_margin(v);
     }

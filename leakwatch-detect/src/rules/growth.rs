@@ -123,7 +123,7 @@
 //! bucket) counts as white. It hits when z ≥ `startup_z` (4.5), the ramp is not explained
 //! better by a jump (by `startup_step_margin`), the rise does not slow down (curvature z ≥
 //! −`startup_curvature_z`), a fill-fast rise (> `startup_fill_rate` of its starting level
-//! per minute) has gone on `startup_fill`, a rise after a flat stretch `onset_sustain`, and
+//! per minute) has gone on `startup_fill`, a rise after a flat stretch `startup_sustain`, and
 //! the rise is ≥ `min_rise_fraction` of the level (6% in the first 3 min); it fires after
 //! `onset_confirm` hits, or at once on z ≥ 16. Unlike the onset test it asks for no new
 //! high (see `startup_hit`).
@@ -301,6 +301,12 @@ pub struct GrowthRule {
     /// 1.5: at 1 a 1%/min leak whose noise happened to look like a jump waited past 5 min
     /// (0.5–1 point of the share per seed set); at 2–3 one-off steps fired (2–10 of 100).
     pub startup_step_margin: f64,
+    /// Start-up test: a rise that starts after a flat stretch in the warm-up must have gone on
+    /// this long (as `onset_sustain` for the onset test). Default 130 s: at 120 s (the onset
+    /// test's) a mean-reverting wander's upswing fired on 1–4 more series per 100 per seed
+    /// set; 140 s held back 1%/min leaks whose fit placed the change late.
+    #[serde(rename = "startup_sustain_secs", with = "duration_secs")]
+    pub startup_sustain: Duration,
 }
 
 impl Default for GrowthRule {
@@ -335,6 +341,7 @@ impl Default for GrowthRule {
             startup_fill_rate: 0.2,
             startup_fill: Duration::from_secs(180),
             startup_step_margin: 1.5,
+            startup_sustain: Duration::from_secs(130),
         }
     }
 }
@@ -426,6 +433,8 @@ impl GrowthRule {
         startup_fill: Duration);
     setter!(/// Sets how much better than a step the start-up test's ramp must fit.
         startup_step_margin: f64);
+    setter!(/// Sets how long a young rise after a flat stretch must go on before it may fire.
+        startup_sustain: Duration);
 
     /// Bytes of state this rule keeps per watched series (fixed: the history is bounded).
     pub fn state_bytes_per_series(&self) -> Result<usize, ConfigError> {
@@ -1060,7 +1069,7 @@ impl GrowthTrack {
         let span = ts[n - 1] - ts[o.at] + p.width;
         // A rise that starts inside the young window (after a flat stretch) must have gone on
         // as long as the onset test requires: it is told from a step the same way.
-        if o.at > p.min_post && span < r.onset_sustain.as_secs_f64() {
+        if o.at > p.min_post && span < r.startup_sustain.as_secs_f64() {
             return miss;
         }
         // After a jump at the start (a fill), the rise must go on as long as a fill-fast rise

@@ -21,6 +21,9 @@ pub use growth::GrowthRule;
 /// Any one rule, for [`RuleSet::with`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "lowercase")]
+// Rules are configuration, built once and compiled by the engine: a few hundred bytes per
+// rule cost nothing, and boxing the growth variant would make every match and literal noisier.
+#[allow(clippy::large_enum_variant)]
 pub enum Rule {
     /// A growth rule.
     Growth(GrowthRule),
