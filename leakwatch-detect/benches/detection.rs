@@ -36,7 +36,7 @@ const FAST10: [&str; 2] = ["leak_10pct", "start_10pct"];
 /// The default growth rule, with optional overrides from the environment for exploring
 /// parameters (`LW_MIN_Z`, `LW_NOISE_MULTIPLE`, `LW_HALVES`, `LW_CONFIRM`, `LW_OWN_Z`,
 /// `LW_WINDOWS=240,960`, and for the onset test `LW_ONSET_Z` (0: off), `LW_ONSET_NM`,
-/// `LW_ONSET_MARGIN`, `LW_ONSET_CONFIRM`, `LW_ONSET_SUSTAIN`, `LW_ONSET_WINDOW` in seconds).
+/// `LW_ONSET_MARGIN`, `LW_ONSET_JUMP`, `LW_ONSET_CONFIRM`, `LW_ONSET_SUSTAIN`, `LW_ONSET_WINDOW` in seconds).
 /// The reported figures are for the defaults (no overrides).
 fn rules(relative: bool) -> RuleSet {
     let sel = Selector::new(["app.*"]).expect("valid selector");
@@ -65,6 +65,9 @@ fn rules(relative: bool) -> RuleSet {
     }
     if let Some(v) = env("LW_ONSET_MARGIN") {
         g = g.onset_step_margin(v);
+    }
+    if let Some(v) = env("LW_ONSET_JUMP") {
+        g = g.onset_jump_margin(v);
     }
     if let Some(v) = env("LW_ONSET_CONFIRM") {
         g = g.onset_confirm(v as u32);

@@ -427,6 +427,15 @@ fn invalid_configs_are_rejected_with_actionable_errors() {
     let bad = CeilingRule::per_unit(sel("a"), "b", 0.0);
     assert!(Engine::new(RuleSet::new().with(bad)).is_err());
 
+    // A negative jump margin would reject a ramp that fits better than any jump.
+    let bad_jump = GrowthRule::new(sel("a")).onset_jump_margin(-1.0);
+    assert!(
+        Engine::new(RuleSet::new().with(bad_jump))
+            .unwrap_err()
+            .to_string()
+            .contains("onset_jump_margin")
+    );
+
     let json = r#"{"growth":[{"name":"g","series":["live.*"],"windows_secs":[240,960]}],
                    "divergence":[{"name":"d","series":"a","other":"b","sustain_secs":90}]}"#;
     let rules: RuleSet = serde_json::from_str(json).unwrap();
@@ -508,6 +517,8 @@ fn onset_knobs_have_defaults_and_the_path_can_be_turned_off() {
     let rules: RuleSet = serde_json::from_str(json).unwrap();
     assert_eq!(rules.growth[0].onset_z, 5.0);
     assert_eq!(rules.growth[0].onset_sustain, Duration::from_secs(120));
+    assert_eq!(rules.growth[0].onset_jump_margin, 1.5);
+    assert_eq!(rules.growth[0].onset_step_margin, 1.0);
     // Off, with the former 4 min window back: the 1%/min leak is still found, later.
     let rule = GrowthRule::new(sel("live.*"))
         .onset_z(0.0)
