@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ use crate::counter::BatchReader;
 use crate::finding::ScopeFinding;
 use crate::memory::Memory;
 use crate::registry::Registry;
-use crate::series::{Detail, SeriesKind, SeriesName, SeriesSnapshot};
+use crate::series::{Detail, Series, SeriesKind, SeriesName, SeriesSnapshot};
 use crate::site::Site;
 
 /// Reading a registry: the one place a [`Snapshot`] is built from counters.
@@ -31,34 +32,158 @@ impl Registry {
         self.snapshot_with(Detail::CountsOnly)
     }
 
+    /// Like [`snapshot_counts`](Self::snapshot_counts), read into `snapshot` instead of a new
+    /// one, reusing its memory: for code that reads every series each tick (the watchdog, the
+    /// StatsD exporter). When `snapshot` is this registry's previous reading and no series
+    /// was added since, each series' counts are updated in place, so a tick allocates and
+    /// frees nothing per series; otherwise it is refilled from scratch. The result equals
+    /// what [`snapshot_counts`](Self::snapshot_counts) would return now.
+    ///
+    /// ```
+    /// let reg = leakwatch::Registry::new();
+    /// let job = leakwatch::Token::new_in(&reg, "jobs");
+    /// let mut snap = reg.snapshot_counts();
+    /// drop(job);
+    /// reg.snapshot_counts_into(&mut snap);
+    /// assert_eq!(snap.get("jobs").map(|s| (s.live, s.dropped)), Some((0, 1)));
+    /// ```
+    pub fn snapshot_counts_into(&self, snapshot: &mut Snapshot) {
+        let reader = BatchReader::new();
+        let others = self.others(&reader);
+        let ordered = self.ordered_series();
+        let memory = self.memory();
+        let findings = self.inner.findings.recent();
+        let same_registry = snapshot
+            .registry
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(&r.inner, &self.inner));
+        if same_registry && refill(&mut snapshot.series, &ordered, &others, &reader) {
+            snapshot.taken_at_ms = now_ms();
+            snapshot.memory = memory;
+            snapshot.findings = findings;
+            return;
+        }
+        let mut series = std::mem::take(&mut snapshot.series);
+        series.clear();
+        series.reserve(ordered.len() + others.len());
+        let now = Instant::now();
+        series.extend(
+            ordered
+                .iter()
+                .map(|s| s.snapshot(&reader, now, Detail::CountsOnly)),
+        );
+        *snapshot = Snapshot::assemble(self.clone(), series, others, memory, findings);
+    }
+
     fn snapshot_with(&self, detail: Detail) -> Snapshot {
         let now = Instant::now();
         let reader = BatchReader::new();
-        let mut others = Vec::new();
-        if self.inner.global {
-            let types = crate::tracked::types();
-            others.extend(types.iter().map(|t| t.snapshot(&reader)));
-        }
-        others.extend(self.inner.gauges.read());
+        let others = self.others(&reader);
         // The registry keeps its series by (name, kind), the snapshot's order: they need no
         // sorting, which for 10 000 series cost more than reading their counters. Room for
         // the others is made now, so merging them in never moves the whole vector.
         let ordered = self.ordered_series();
         let mut series = Vec::with_capacity(ordered.len() + others.len());
         series.extend(ordered.iter().map(|s| s.snapshot(&reader, now, detail)));
-        let memory = if self.inner.global {
-            crate::memory::Memory::read()
-        } else {
-            crate::memory::Memory::default()
-        };
         Snapshot::assemble(
             self.clone(),
             series,
             others,
-            memory,
+            self.memory(),
             self.inner.findings.recent(),
         )
     }
+
+    /// The series a snapshot reads besides the registry's own: `#[tracked]` types (global
+    /// registry only) and gauges, sorted by (name, kind), those with one key summed.
+    fn others(&self, reader: &BatchReader) -> Vec<SeriesSnapshot> {
+        let mut others = Vec::new();
+        if self.inner.global {
+            let types = crate::tracked::types();
+            others.extend(types.iter().map(|t| t.snapshot(reader)));
+        }
+        others.extend(self.inner.gauges.read());
+        others.sort_by(|a, b| key(a).cmp(&key(b)));
+        // Two #[tracked] types can end up with one name (same ident in two fn bodies of a
+        // module, or the same `name =`): they are one series here, summed, so `get` and `diff`
+        // lose neither. Peak becomes the sum of peaks, an upper bound.
+        others.dedup_by(|later, first| {
+            if key(later) != key(first) {
+                return false;
+            }
+            merge_series(first, later);
+            true
+        });
+        others
+    }
+
+    /// Process memory: read for the global registry only.
+    fn memory(&self) -> Memory {
+        if self.inner.global {
+            Memory::read()
+        } else {
+            Memory::default()
+        }
+    }
+}
+
+/// Updates `series`, an earlier snapshot's, in place to the counts of `ordered` (the
+/// registry's series) merged with `others` (sorted, one per key), if it has exactly that
+/// shape: the registry's series in the same places, recognised by their shared name without
+/// reading it, and each other where the order puts it. Returns false, with `series` partly
+/// updated, when the shape differs (a series or gauge was added or removed, a gauge shares a
+/// registry series' key, the owner changed the vector): the caller then rebuilds it.
+fn refill(
+    series: &mut [SeriesSnapshot],
+    ordered: &[Arc<Series>],
+    others: &[SeriesSnapshot],
+    reader: &BatchReader,
+) -> bool {
+    if series.len() != ordered.len() + others.len() {
+        return false;
+    }
+    let mut ordered = ordered.iter().peekable();
+    let mut others = others.iter();
+    for p in 0..series.len() {
+        match ordered.peek() {
+            // One name per series: the same name is the same series, of the same kind.
+            Some(s) if series[p].name.same(&s.name) => {
+                s.read_into(reader, &mut series[p]);
+                ordered.next();
+            }
+            _ => {
+                // Names are read only here, next to the few others (tracked types, gauges).
+                let Some(other) = others.next() else {
+                    return false;
+                };
+                let in_order = key(&series[p]) == key(other)
+                    && (p == 0 || key(&series[p - 1]) < key(other))
+                    && ordered
+                        .peek()
+                        .is_none_or(|s| key(other) < (s.name.as_str(), s.kind));
+                if !in_order {
+                    return false;
+                }
+                let slot = &mut series[p];
+                slot.created = other.created;
+                slot.dropped = other.dropped;
+                slot.live = other.live;
+                slot.peak = other.peak;
+                slot.live_bytes = other.live_bytes;
+                slot.extra.clone_from(&other.extra);
+                slot.sites.clone_from(&other.sites);
+            }
+        }
+    }
+    true
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Whether a flattened metric is a level or a running total.
@@ -342,7 +467,6 @@ impl MetricNames {
     /// The (id, kind, value) of every metric of the last [`intern`](Self::intern): for
     /// consumers that keep per-id state and need a metric's name only the first time they
     /// see its id.
-    #[cfg(feature = "statsd")]
     pub(crate) fn interned(&self) -> &[(u32, MetricKind, u64)] {
         &self.scratch
     }
@@ -494,7 +618,7 @@ impl PartialEq for Snapshot {
 
 impl Snapshot {
     /// A snapshot of `sorted` (the registry's series: sorted by name then kind, each once)
-    /// and `others` (tracked types and gauges, in any order).
+    /// and `others` (tracked types and gauges, sorted the same way, each key once).
     pub(crate) fn assemble(
         registry: Registry,
         sorted: Vec<SeriesSnapshot>,
@@ -503,17 +627,7 @@ impl Snapshot {
         findings: Vec<ScopeFinding>,
     ) -> Snapshot {
         debug_assert!(sorted.is_sorted_by(|a, b| key(a) < key(b)));
-        others.sort_by(|a, b| key(a).cmp(&key(b)));
-        // Two #[tracked] types can end up with one name (same ident in two fn bodies of a
-        // module, or the same `name =`): they are one series here, summed, so `get` and `diff`
-        // lose neither. Peak becomes the sum of peaks, an upper bound.
-        others.dedup_by(|later, first| {
-            if key(later) != key(first) {
-                return false;
-            }
-            merge_series(first, later);
-            true
-        });
+        debug_assert!(others.is_sorted_by(|a, b| key(a) < key(b)));
         let mut series = sorted;
         // Merged in place: each other is placed by binary search and the registry's series
         // move at most once, with no comparison between them and no second vector (copying
@@ -553,12 +667,8 @@ impl Snapshot {
                 series[starts[j]..end].rotate_right(j + 1);
             }
         }
-        let taken_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
         Snapshot {
-            taken_at_ms,
+            taken_at_ms: now_ms(),
             series,
             memory,
             findings,
@@ -967,6 +1077,84 @@ mod tests {
                 "{gauges} gauges"
             );
         }
+    }
+
+    #[test]
+    fn reading_into_an_earlier_snapshot_equals_a_fresh_one() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let reg = Registry::new();
+        let mut tokens: Vec<Token> = ["b", "d", "f"]
+            .iter()
+            .map(|n| Token::new_in(&reg, n))
+            .collect();
+        let conns = crate::Connections::new_in(&reg, "d");
+        let _open = conns.open(|| true);
+        // A gauge between the registry's series, and one that has a value only sometimes.
+        let level = Arc::new(AtomicU64::new(1));
+        let l = level.clone();
+        let _c = reg.gauge("c", move || Some(l.load(Ordering::Relaxed)));
+        let l = level.clone();
+        let _e = reg.gauge("e", move || {
+            (l.load(Ordering::Relaxed) % 2 == 1).then_some(7)
+        });
+        let mut snap = reg.snapshot_counts();
+        let other = Registry::new();
+        let _x = Token::new_in(&other, "x");
+        let mut from_elsewhere = other.snapshot_counts();
+        let same = |a: &super::Snapshot, b: &super::Snapshot| {
+            assert_eq!(a.series, b.series);
+            assert_eq!(a.memory, b.memory);
+            assert_eq!(a.findings, b.findings);
+        };
+        for round in 0..6u64 {
+            match round {
+                1 => drop(tokens.pop()),
+                2 => tokens.push(Token::new_in(&reg, "a")), // a new series: rebuilt
+                3 => level.store(2, Ordering::Relaxed),     // gauge "e" has no value
+                4 => {
+                    level.store(3, Ordering::Relaxed);
+                    conns.open(|| true).close(crate::CloseReason::Normal);
+                }
+                // Changed by its owner: put right again.
+                5 => snap.series.reverse(),
+                _ => {}
+            }
+            reg.snapshot_counts_into(&mut snap);
+            same(&snap, &reg.snapshot_counts());
+            reg.snapshot_counts_into(&mut from_elsewhere);
+            same(&from_elsewhere, &snap);
+        }
+        assert_eq!(
+            snap.get_kind("d", crate::SeriesKind::Connections)
+                .map(|s| s.extra("closed_normal")),
+            Some(1)
+        );
+        assert_eq!(
+            snap.get_kind("c", crate::SeriesKind::Gauge).map(|s| s.live),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn an_unchanged_shape_is_updated_in_place_and_a_changed_one_refused() {
+        let reg = Registry::new();
+        let _tokens = [Token::new_in(&reg, "b"), Token::new_in(&reg, "d")];
+        let _gauge = reg.gauge("c", || Some(4));
+        let mut snap = reg.snapshot_counts();
+        let refill = |snap: &mut super::Snapshot| {
+            let reader = crate::counter::BatchReader::new();
+            let others = reg.others(&reader);
+            super::refill(&mut snap.series, &reg.ordered_series(), &others, &reader)
+        };
+        let _more = Token::new_in(&reg, "b");
+        assert!(refill(&mut snap), "same series and gauges: in place");
+        assert_eq!(snap.series, reg.snapshot_counts().series);
+        let _late = Token::new_in(&reg, "a");
+        assert!(!refill(&mut snap), "a new series changes the shape");
+        let mut snap = reg.snapshot_counts();
+        snap.series.swap(1, 2); // the gauge out of its place
+        assert!(!refill(&mut snap), "an other out of order");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::snapshot::FlatMetric;
+use crate::snapshot::MetricKind;
 
 /// One tick: its time and every metric's value by id (`NaN`: absent at that tick).
 struct Column {
@@ -55,12 +55,19 @@ impl History {
         }
     }
 
-    /// Appends one tick.
-    pub(crate) fn push(&mut self, t: f64, metrics: &[FlatMetric<'_>]) {
+    /// Appends one tick: `(id, kind, value)` per metric, as
+    /// [`MetricNames::interned`](crate::snapshot::MetricNames::interned) leaves them, with
+    /// `name` giving an id's name (asked only for ids new to the history).
+    pub(crate) fn push<'a>(
+        &mut self,
+        t: f64,
+        metrics: &[(u32, MetricKind, u64)],
+        name: impl Fn(u32) -> &'a str,
+    ) {
         self.tick += 1;
         let width = metrics
             .iter()
-            .map(|m| m.id as usize + 1)
+            .map(|&(id, ..)| id as usize + 1)
             .max()
             .unwrap_or(0)
             .max(self.last_tick.len());
@@ -77,13 +84,13 @@ impl History {
         column.t = t;
         column.values.clear();
         column.values.resize(width, f32::NAN);
-        for m in metrics {
-            let i = m.id as usize;
-            column.values[i] = m.value as f32;
+        for &(id, _, value) in metrics {
+            let i = id as usize;
+            column.values[i] = value as f32;
             self.last_tick[i] = self.tick;
             if !self.known[i] {
                 self.known[i] = true;
-                self.index.insert(m.name.to_owned(), m.id);
+                self.index.insert(name(id).to_owned(), id);
             }
         }
         self.columns.push_back(column);
@@ -164,28 +171,27 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::MetricKind;
 
-    fn m(id: u32, name: &str, value: f64) -> FlatMetric<'_> {
-        FlatMetric {
-            id,
-            name,
-            value,
-            kind: MetricKind::Gauge,
-        }
+    /// Metric `id` (named by [`name`]) with `value`.
+    fn m(id: u32, value: u64) -> (u32, MetricKind, u64) {
+        (id, MetricKind::Gauge, value)
+    }
+
+    fn name(id: u32) -> &'static str {
+        ["a", "b"][id as usize]
     }
 
     #[test]
     fn bounded_and_aligned() {
         let mut h = History::new(3);
-        h.push(1.0, &[m(0, "a", 1.0), m(1, "b", 10.0)]);
-        h.push(2.0, &[m(0, "a", 2.0)]);
-        h.push(3.0, &[m(0, "a", 3.0), m(1, "b", 30.0)]);
-        h.push(4.0, &[m(0, "a", 4.0)]);
+        h.push(1.0, &[m(0, 1), m(1, 10)], name);
+        h.push(2.0, &[m(0, 2)], name);
+        h.push(3.0, &[m(0, 3), m(1, 30)], name);
+        h.push(4.0, &[m(0, 4)], name);
         assert_eq!(h.get("a"), vec![(2.0, 2.0), (3.0, 3.0), (4.0, 4.0)]);
         assert_eq!(h.get("b"), vec![(3.0, 30.0)]);
-        for t in 5..=9 {
-            h.push(f64::from(t), &[m(0, "a", f64::from(t))]);
+        for t in 5..=9u32 {
+            h.push(f64::from(t), &[m(0, u64::from(t))], name);
         }
         assert!(h.get("b").is_empty(), "b absent for a full ring: forgotten");
         assert_eq!(h.names(), ["a"]);
@@ -196,9 +202,9 @@ mod tests {
     fn since_and_latest() {
         let mut h = History::new(4);
         assert_eq!(h.newest_time(), None);
-        h.push(1.0, &[m(0, "a", 1.0), m(1, "b", 10.0)]);
-        h.push(2.0, &[m(0, "a", 2.0)]);
-        h.push(3.0, &[m(0, "a", 3.0), m(1, "b", 30.0)]);
+        h.push(1.0, &[m(0, 1), m(1, 10)], name);
+        h.push(2.0, &[m(0, 2)], name);
+        h.push(3.0, &[m(0, 3), m(1, 30)], name);
         assert_eq!(h.newest_time(), Some(3.0));
         assert_eq!(h.get_since("a", 1.0), Some(vec![(2.0, 2.0), (3.0, 3.0)]));
         assert_eq!(h.get_since("a", 3.0), Some(vec![]));
@@ -206,7 +212,7 @@ mod tests {
         assert_eq!(h.get_since("b", 0.5), Some(vec![(1.0, 10.0), (3.0, 30.0)]));
         assert_eq!(h.get_since("b", 1.5), Some(vec![(3.0, 30.0)]));
         assert_eq!(h.get_since("nope", 0.0), None);
-        h.push(4.0, &[m(0, "a", 4.0)]);
+        h.push(4.0, &[m(0, 4)], name);
         assert_eq!(
             h.latest(|_| true),
             vec![("a".to_owned(), 4.0), ("b".to_owned(), 30.0)]
@@ -217,20 +223,20 @@ mod tests {
     #[test]
     fn late_series_starts_aligned() {
         let mut h = History::new(5);
-        h.push(1.0, &[m(0, "a", 1.0)]);
-        h.push(2.0, &[m(0, "a", 2.0), m(1, "b", 20.0)]);
+        h.push(1.0, &[m(0, 1)], name);
+        h.push(2.0, &[m(0, 2), m(1, 20)], name);
         assert_eq!(h.get("b"), vec![(2.0, 20.0)]);
     }
 
     #[test]
     fn a_forgotten_series_comes_back_without_stale_values() {
         let mut h = History::new(2);
-        h.push(1.0, &[m(0, "a", 1.0), m(1, "b", 10.0)]);
-        for t in 2..=4 {
-            h.push(f64::from(t), &[m(0, "a", f64::from(t))]);
+        h.push(1.0, &[m(0, 1), m(1, 10)], name);
+        for t in 2..=4u32 {
+            h.push(f64::from(t), &[m(0, u64::from(t))], name);
         }
         assert_eq!(h.get_since("b", 0.0), None, "forgotten");
-        h.push(5.0, &[m(1, "b", 50.0)]);
+        h.push(5.0, &[m(1, 50)], name);
         assert_eq!(h.get("b"), vec![(5.0, 50.0)]);
         assert_eq!(h.get("a"), vec![(4.0, 4.0)]);
         assert_eq!(

@@ -434,6 +434,7 @@ impl WatchdogBuilder {
             declared,
             fed: Vec::new(),
             findings: Vec::new(),
+            snapshot: None,
             rules_checked: false,
         };
         let interval = self.interval;
@@ -547,6 +548,8 @@ struct Sampler {
     /// by name).
     fed: Vec<Option<Option<SeriesId>>>,
     findings: Vec<leakwatch_detect::Finding>,
+    /// The last tick's snapshot, read into again by the next one (`None` before the first).
+    snapshot: Option<Snapshot>,
     /// Whether the rules were checked against the series that exist ([`RULE_CHECK_AFTER`]).
     rules_checked: bool,
 }
@@ -608,24 +611,44 @@ impl Sampler {
 
     fn tick(&mut self, t: f64) {
         self.shared.now.store(t.to_bits(), Ordering::Relaxed);
-        let snapshot = self.registry.snapshot_counts();
+        // One snapshot read into again each tick: the counts of a series change in place,
+        // so a tick builds and drops no per-series values (see `snapshot_counts_into`).
+        let snapshot = match self.snapshot.take() {
+            Some(mut s) => {
+                self.registry.snapshot_counts_into(&mut s);
+                s
+            }
+            None => self.registry.snapshot_counts(),
+        };
         self.feed_consumers(&snapshot);
-        let metrics = self.names.flatten(&snapshot);
+        // Ids and values only, in the table's own reused buffer: a name is read where an id
+        // is new to a consumer (history, recording, engine), not built per metric.
+        self.names.intern(&snapshot);
+        let names = &self.names;
+        let metrics = names.interned();
+        let value = |v: u64| v as f64;
         if !self.rules_checked && t >= RULE_CHECK_AFTER.as_secs_f64() {
             self.rules_checked = true;
-            rules::warn_unmatched(self.engine.rules(), metrics.iter().map(|m| m.name), t);
+            let all = metrics.iter().map(|&(id, ..)| names.name(id));
+            rules::warn_unmatched(self.engine.rules(), all, t);
         }
-        self.shared.history.lock().push(t, &metrics);
+        self.shared
+            .history
+            .lock()
+            .push(t, metrics, |id| names.name(id));
         if let Some(r) = &mut self.recording {
             // Ids are dense and handed out in order, so a metric first seen now has an id at
             // or past `declared`.
             let mut next = self.declared;
-            for m in metrics.iter().filter(|m| m.id as usize >= self.declared) {
-                r.declare(m.name, m.kind);
-                next = next.max(m.id as usize + 1);
+            for &(id, kind, _) in metrics.iter().filter(|m| m.0 as usize >= self.declared) {
+                r.declare(names.name(id), kind);
+                next = next.max(id as usize + 1);
             }
             self.declared = next;
-            let map: BTreeMap<&str, f64> = metrics.iter().map(|m| (m.name, m.value)).collect();
+            let map: BTreeMap<&str, f64> = metrics
+                .iter()
+                .map(|&(id, _, v)| (names.name(id), value(v)))
+                .collect();
             // A full disk must not stop the watchdog; the recording just has a gap.
             let _ = r.tick(t, &map);
         }
@@ -636,23 +659,19 @@ impl Sampler {
         }
         self.findings.clear();
         let (engine, fed) = (&mut self.engine, &mut self.fed);
-        for m in &metrics {
-            let i = m.id as usize;
+        for &(id, ..) in metrics {
+            let i = id as usize;
             if i >= fed.len() {
                 fed.resize(i + 1, None);
             }
             if fed[i].is_none() {
-                fed[i] = Some(
-                    engine
-                        .rules()
-                        .needs(m.name)
-                        .then(|| engine.register(m.name)),
-                );
+                let name = names.name(id);
+                fed[i] = Some(engine.rules().needs(name).then(|| engine.register(name)));
             }
         }
         let values = metrics
             .iter()
-            .filter_map(|m| fed[m.id as usize].flatten().map(|id| (id, m.value)));
+            .filter_map(|&(id, _, v)| fed[id as usize].flatten().map(|e| (e, value(v))));
         engine.observe_ids_into(t, values, &mut self.findings);
         // Creation sites are only read when there is an alert to explain.
         let detailed = (!self.findings.is_empty()).then(|| self.registry.snapshot());
@@ -674,6 +693,7 @@ impl Sampler {
         if let Some(r) = &mut self.recording {
             let _ = r.flush();
         }
+        self.snapshot = Some(snapshot);
     }
 }
 
