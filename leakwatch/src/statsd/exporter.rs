@@ -21,13 +21,19 @@ use crate::snapshot::{MetricKind, MetricNames, Snapshot};
 use crate::watchdog::{Alert, AlertHook, AlertState};
 
 /// Default bound of the queue between callers and the sending thread, in chunks (a chunk
-/// is up to one datagram of newline-joined lines): 4096 chunks hold ~100 000 to 700 000
-/// lines and at most 6 MiB (32 MiB on loopback).
+/// is up to one datagram of newline-joined lines), for datagrams of up to 8 KiB: 4096 chunks
+/// hold ~100 000 lines and at most 6 MiB with the default datagram size. Larger datagrams
+/// (the loopback default, [`LOOPBACK_DATAGRAM_SIZE`]) get proportionally fewer chunks, so
+/// the default queue never holds more than 32 MiB (~700 000 lines).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+/// Most bytes the default queue bound lets wait ([`DEFAULT_QUEUE_CAPACITY`]).
+const DEFAULT_QUEUE_BYTES: usize = 32 << 20;
 /// Default UDP payload size: fits a 1500-byte Ethernet MTU with IP/UDP headers.
 pub const DEFAULT_DATAGRAM_SIZE: usize = 1432;
-/// Default UDP payload size for a daemon on a loopback address.
-pub const LOOPBACK_DATAGRAM_SIZE: usize = 8192;
+/// Default UDP payload size for a daemon on a loopback address (whose MTU is 64 KiB; Etsy
+/// statsd reads datagrams of up to 64 KiB): a large export is a few dozen sends, and the
+/// queue copies and frees a few dozen chunks rather than a few hundred.
+pub const LOOPBACK_DATAGRAM_SIZE: usize = 32_768;
 /// Largest UDP payload over IPv4 (65 535 minus the IP and UDP headers): the largest
 /// [`StatsdExporterBuilder::datagram_size`].
 pub const MAX_DATAGRAM_SIZE: usize = 65_507;
@@ -64,7 +70,7 @@ pub struct StatsdExporterBuilder {
     prefix: String,
     instance: Instance,
     tags: Vec<(String, String)>,
-    queue_capacity: usize,
+    queue_capacity: Option<usize>,
     datagram_size: Option<usize>,
     max_lines_per_second: u64,
     events: bool,
@@ -110,11 +116,11 @@ impl StatsdExporterBuilder {
     }
 
     /// Bound of the queue between callers and the sending thread, in chunks of up to one
-    /// datagram each (default [`DEFAULT_QUEUE_CAPACITY`]), so queued memory stays below
-    /// `chunks × datagram_size`. When it is full, whole chunks are refused and their lines
-    /// counted as dropped.
+    /// datagram each (default [`DEFAULT_QUEUE_CAPACITY`], fewer for datagrams over 8 KiB so
+    /// that at most 32 MiB wait), so queued memory stays below `chunks × datagram_size`.
+    /// When it is full, whole chunks are refused and their lines counted as dropped.
     pub fn queue_capacity(mut self, lines: usize) -> Self {
-        self.queue_capacity = lines;
+        self.queue_capacity = Some(lines);
         self
     }
 
@@ -160,7 +166,7 @@ impl StatsdExporterBuilder {
 
     /// Resolves the address, binds a local UDP socket and starts the sending thread.
     pub fn build(self) -> Result<StatsdExporter, StatsdError> {
-        if self.queue_capacity == 0 {
+        if self.queue_capacity == Some(0) {
             return Err(StatsdError::Config(
                 "queue_capacity must be at least 1".into(),
             ));
@@ -218,7 +224,9 @@ impl StatsdExporterBuilder {
         // The queue is held once, in `Inner`, and never cloned: cadence's `Drop` of *any*
         // clone stops the shared worker thread.
         let queue = QueuingMetricSink::builder()
-            .with_capacity(self.queue_capacity)
+            .with_capacity(self.queue_capacity.unwrap_or_else(|| {
+                (DEFAULT_QUEUE_BYTES / datagram_size).min(DEFAULT_QUEUE_CAPACITY)
+            }))
             .build(paced);
 
         let instance = match self.instance {
@@ -261,6 +269,7 @@ impl StatsdExporterBuilder {
                 gauge_refresh_ticks: self.gauge_refresh_ticks,
                 datagram_size,
                 state: Mutex::new(ExportState::default()),
+                snapshot: Mutex::new(None),
                 user,
             }),
         })
@@ -364,6 +373,9 @@ struct Inner {
     gauge_refresh_ticks: u32,
     datagram_size: usize,
     state: Mutex<ExportState>,
+    /// The snapshot [`StatsdExporter::tick`] reads into, kept between ticks (locked before
+    /// `state`, never after).
+    snapshot: Mutex<Option<Snapshot>>,
     user: Arc<UserMetrics>,
 }
 
@@ -464,7 +476,7 @@ impl StatsdExporter {
             prefix: String::new(),
             instance: Instance::Default,
             tags: Vec::new(),
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_capacity: None,
             datagram_size: None,
             max_lines_per_second: DEFAULT_MAX_LINES_PER_SECOND,
             events: false,
@@ -589,7 +601,17 @@ impl StatsdExporter {
     /// Exports the configured registry's snapshot and the program's own `metrics` values
     /// (those recorded through [`metrics_recorder`](Self::metrics_recorder)) once.
     pub fn tick(&self) -> ExportStats {
-        self.tick_with(&self.inner.registry.snapshot_counts())
+        // Read into the last tick's snapshot: a series' counts change in place, so a tick
+        // builds and drops no per-series values (see `Registry::snapshot_counts_into`).
+        let mut last = self.inner.snapshot.lock();
+        let snapshot = match last.as_mut() {
+            Some(s) => {
+                self.inner.registry.snapshot_counts_into(s);
+                s
+            }
+            None => last.insert(self.inner.registry.snapshot_counts()),
+        };
+        self.tick_with(snapshot)
     }
 
     /// Like [`tick`](Self::tick) with a snapshot the caller already took (the watchdog's).

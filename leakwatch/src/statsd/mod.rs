@@ -42,8 +42,8 @@
 //!   Counters are sent as the change of their total since the last export (`|c`).
 //! * **It never hurts the host.** Callers only format lines, join them into datagram-sized
 //!   chunks and `try_send` each chunk into a bounded queue ([`cadence::QueuingMetricSink`],
-//!   [`DEFAULT_QUEUE_CAPACITY`] chunks); a thread drains it into a UDP socket, one `send`
-//!   per chunk ([`cadence::UdpMetricSink`], datagrams of up to 1432 bytes, 8192 on loopback),
+//!   [`DEFAULT_QUEUE_CAPACITY`] chunks, at most 32 MiB); a thread drains it into a UDP socket, one `send`
+//!   per chunk ([`cadence::UdpMetricSink`], datagrams of up to 1432 bytes, 32 768 on loopback),
 //!   paced to 100 000 lines/s so the daemon's receive buffer does not overflow. A full queue
 //!   refuses a chunk at once; refused lines and failed sends are counted in the
 //!   [`EventCounter`](crate::EventCounter) `statsd.dropped` (so they are exported too) and

@@ -42,7 +42,8 @@ pub(crate) struct Progress {
 
 /// Pacing window: long enough that sleeping costs little CPU (a sleep per millisecond
 /// cost ~8 ms of CPU per 40 000 lines), short enough that one window's burst (1 000 lines,
-/// ~60 KB at the default rate) fits the daemon's default 208 KiB receive buffer.
+/// ~60 KB at the default rate, plus at most one datagram sent before the pause) fits the
+/// daemon's default 208 KiB receive buffer.
 const WINDOW: Duration = Duration::from_millis(10);
 
 /// A [`UdpMetricSink`] that sends about `lines_per_window` lines per [`WINDOW`] at most.
