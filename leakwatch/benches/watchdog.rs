@@ -3,7 +3,7 @@
 //! `cargo bench -p leakwatch --bench watchdog`
 //!
 //! Prints, per tick: the counts-only snapshot (baseline), snapshot + flattening with interned
-//! names, and the full
+//! names, the tick's own reading (into the last snapshot, then interned), and the full
 //! watchdog tick (snapshot, history, default growth detectors over every `live.*` series), as
 //! CPU time and as % of one core at a 1 s interval. Target: ≤ 0.5% (the budget; absolute shares depend on the machine, so the
 //! ratio to the bare snapshot is printed beside them). The watchdog runs with a
@@ -41,6 +41,16 @@ fn main() {
     let flat = min_time(20, || {
         let s = reg.snapshot_counts();
         black_box(names.flatten(&s).len());
+    });
+    // What a tick does before history and detectors: read into the last tick's snapshot,
+    // then intern its metrics.
+    let mut kept = reg.snapshot_counts();
+    let mut tick_names = leakwatch::MetricNames::new();
+    let in_place = min_time(20, || {
+        reg.snapshot_counts_into(&mut kept);
+        let mut n = 0u32;
+        tick_names.flatten_each(&kept, |_| n += 1);
+        black_box(n);
     });
 
     // A few hundred simulated seconds in, every series has history and detector state; some
@@ -88,6 +98,12 @@ fn main() {
         flat.as_secs_f64() * 1e3,
         pct(flat),
         flat.as_secs_f64() / snap.as_secs_f64()
+    );
+    println!(
+        "  read in place + interned (a tick's) {:>7.2} ms/tick  {:>6.3}%  ({:.2}× baseline)",
+        in_place.as_secs_f64() * 1e3,
+        pct(in_place),
+        in_place.as_secs_f64() / snap.as_secs_f64()
     );
     println!(
         "  full watchdog tick (mean)         {:>8.2} ms/tick  {:>6.3}%  ({:.2}× baseline)",

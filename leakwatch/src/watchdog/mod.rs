@@ -18,7 +18,9 @@
 //! ```
 //!
 //! Each tick (default every second; no async runtime needed) the watchdog:
-//! 1. takes a [`Snapshot`] of its registry and flattens it with [`Snapshot::metrics`];
+//! 1. reads its registry into the [`Snapshot`] kept from the last tick
+//!    ([`Registry::snapshot_counts_into`]) and flattens it into the metrics of
+//!    [`Snapshot::metrics`] (interned: no name is built per metric);
 //! 2. hands the snapshot to every [`on_sample`](WatchdogBuilder::on_sample) consumer (exporters);
 //! 3. appends the values to a bounded history and to the recording, if any;
 //! 4. feeds them to one [`leakwatch_detect::Engine`]: the same detectors `leakwatch analyze`
