@@ -345,6 +345,8 @@ impl SeriesSnapshot {
 /// first, in 64 bytes, so a series costs at most two cache lines.
 #[repr(C)]
 pub(crate) struct Series {
+    /// Allocated for this series alone (never shared with another series): a snapshot read
+    /// into an earlier one recognises the series by this pointer (`snapshot::refill`).
     pub(crate) name: SeriesName,
     pub(crate) items: PairCounter,
     pub(crate) peak: AtomicU64,
