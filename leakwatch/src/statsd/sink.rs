@@ -40,13 +40,18 @@ pub(crate) struct Progress {
     pub(crate) unpaced: AtomicBool,
 }
 
-/// Pacing window: long enough that sleeping costs little CPU (a sleep per millisecond
-/// cost ~8 ms of CPU per 40 000 lines), short enough that one window's burst (1 000 lines,
-/// ~60 KB at the default rate, plus at most one datagram sent before the pause) fits the
-/// daemon's default 208 KiB receive buffer.
+/// Pacing window: the sender may run this far ahead of its pace before it sleeps. Long
+/// enough that sleeping costs little CPU (a sleep per millisecond cost ~8 ms of CPU per
+/// 40 000 lines), short enough that a burst (one window's lines, 1 000 at the default rate,
+/// plus the datagram that went past it: ~100 KB at most with loopback's 32 KiB datagrams)
+/// fits the daemon's default 208 KiB receive buffer.
 const WINDOW: Duration = Duration::from_millis(10);
+/// Longest single sleep: a slow pace can mean seconds of sleep for one chunk, and a shutdown
+/// switching the pacing off must not wait for them.
+const NAP: Duration = Duration::from_millis(100);
 
-/// A [`UdpMetricSink`] that sends about `lines_per_window` lines per [`WINDOW`] at most.
+/// A [`UdpMetricSink`] that sends at most `lines_per_second` on average, in bursts of at
+/// most a [`WINDOW`]'s worth of lines plus one datagram.
 ///
 /// Each queue entry is one datagram already (see `batch`), so it goes out as it is: one
 /// `send` per entry, with no second buffer to copy it into and flush.
@@ -64,12 +69,15 @@ pub(crate) struct PacedSink {
     /// registered in `registry` at the first refusal.
     refused: AssertUnwindSafe<OnceLock<EventCounter>>,
     registry: AssertUnwindSafe<Registry>,
-    lines_per_window: u64,
+    /// What one line costs of the pace, in nanoseconds (`1e9 / lines_per_second`).
+    nanos_per_line: f64,
     start: Instant,
-    /// Current window number (since `start`) and lines sent in it; only the worker touches
-    /// these, atomics just keep the type `Sync`.
-    window: AtomicU64,
-    in_window: AtomicU64,
+    /// When (nanoseconds since `start`) every line sent so far is due at the pace. Carried
+    /// from chunk to chunk, so the average rate holds whatever the datagram size (counting
+    /// per window and starting each window from zero let a window's last datagram through
+    /// uncounted: with 32 KiB datagrams, 140 000 lines/s at a pace of 100 000). Only the
+    /// worker touches it; an atomic just keeps the type `Sync`.
+    due: AtomicU64,
 }
 
 impl PacedSink {
@@ -80,7 +88,6 @@ impl PacedSink {
         registry: Registry,
         lines_per_second: u64,
     ) -> Self {
-        let per_window = lines_per_second.saturating_mul(WINDOW.as_millis() as u64) / 1000;
         PacedSink {
             inner,
             progress,
@@ -88,34 +95,33 @@ impl PacedSink {
             dropped: AssertUnwindSafe(dropped),
             refused: AssertUnwindSafe(OnceLock::new()),
             registry: AssertUnwindSafe(registry),
-            lines_per_window: per_window.max(1),
+            nanos_per_line: 1e9 / lines_per_second.max(1) as f64,
             start: Instant::now(),
-            window: AtomicU64::new(0),
-            in_window: AtomicU64::new(0),
+            due: AtomicU64::new(0),
         }
     }
 
-    /// Counts `lines` just sent; past the window's budget, sleeps to the next window.
+    /// Counts `lines` just sent against the pace; once more than a [`WINDOW`] ahead of it,
+    /// sleeps until they are due.
     fn pace(&self, lines: u64) {
-        let window = (self.start.elapsed().as_nanos() / WINDOW.as_nanos()) as u64;
-        if window != self.window.load(Ordering::Relaxed) {
-            self.window.store(window, Ordering::Relaxed);
-            self.in_window.store(0, Ordering::Relaxed);
-        }
-        let sent = self.in_window.fetch_add(lines, Ordering::Relaxed) + lines;
-        if sent >= self.lines_per_window {
-            // Sleep for the windows this chunk used up, from the start of the current one.
-            // In nanoseconds: a `u32` window count would wrap after 497 days of uptime and
-            // silently stop the pacing.
-            let windows = window.saturating_add(sent / self.lines_per_window);
-            let next = Duration::from_nanos(windows.saturating_mul(WINDOW.as_nanos() as u64));
-            // In slices of a window: a slow pace can mean seconds of sleep for one chunk, and
-            // a shutdown switching the pacing off must not wait for them.
+        // In nanoseconds as u64: 584 years of uptime, and no wrap that would silently stop
+        // the pacing.
+        let now = self.start.elapsed().as_nanos() as u64;
+        // Time not used by an idle sender is not saved up: it restarts from now.
+        let cost = (lines as f64 * self.nanos_per_line) as u64;
+        let due = self
+            .due
+            .load(Ordering::Relaxed)
+            .max(now)
+            .saturating_add(cost);
+        self.due.store(due, Ordering::Relaxed);
+        if due > now.saturating_add(WINDOW.as_nanos() as u64) {
+            let until = Duration::from_nanos(due);
             while !self.progress.unpaced.load(Ordering::Relaxed)
-                && let Some(wait) = next.checked_sub(self.start.elapsed())
+                && let Some(wait) = until.checked_sub(self.start.elapsed())
                 && !wait.is_zero()
             {
-                std::thread::sleep(wait.min(WINDOW));
+                std::thread::sleep(wait.min(NAP));
             }
         }
     }
@@ -152,5 +158,37 @@ impl MetricSink for PacedSink {
 
     fn stats(&self) -> SinkStats {
         self.inner.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue entry of `lines` lines, framed as `batch` frames it.
+    fn chunk(lines: usize) -> String {
+        let text: Vec<String> = (0..lines).map(|i| format!("m{i}:1|c")).collect();
+        format!("{lines:08x}{}", text.join("\n"))
+    }
+
+    #[test]
+    fn the_average_rate_holds_when_a_datagram_holds_more_than_half_a_window() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp = UdpMetricSink::from(rx.local_addr().unwrap(), tx).unwrap();
+        let reg = Registry::new();
+        let dropped = EventCounter::new_in(&reg, "dropped");
+        // 10 000 lines/s: 100 lines per 10 ms window, sent as datagrams of 70 lines.
+        let sink = PacedSink::new(udp, Arc::new(Progress::default()), dropped, reg, 10_000);
+        let entry = chunk(70);
+        let start = Instant::now();
+        for _ in 0..10 {
+            sink.emit(&entry).unwrap();
+        }
+        // 700 lines are due at 70 ms; the sender may be one window ahead when it stops.
+        // Counting per window from zero let two datagrams (140 lines) through per window:
+        // ~45 ms.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(60), "{took:?}");
     }
 }
