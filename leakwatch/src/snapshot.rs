@@ -51,40 +51,43 @@ impl Registry {
         let reader = BatchReader::new();
         let others = self.others(&reader);
         let ordered = self.ordered_series();
-        let memory = self.memory();
-        let findings = self.inner.findings.recent();
         let same_registry = snapshot
             .registry
             .as_ref()
             .is_some_and(|r| Arc::ptr_eq(&r.inner, &self.inner));
         if same_registry && refill(&mut snapshot.series, &ordered, &others, &reader) {
             snapshot.taken_at_ms = now_ms();
-            snapshot.memory = memory;
-            snapshot.findings = findings;
+            snapshot.memory = self.memory();
+            snapshot.findings = self.inner.findings.recent();
             return;
         }
-        let mut series = std::mem::take(&mut snapshot.series);
-        series.clear();
-        series.reserve(ordered.len() + others.len());
-        let now = Instant::now();
-        series.extend(
-            ordered
-                .iter()
-                .map(|s| s.snapshot(&reader, now, Detail::CountsOnly)),
-        );
-        *snapshot = Snapshot::assemble(self.clone(), series, others, memory, findings);
+        let reuse = std::mem::take(&mut snapshot.series);
+        *snapshot = self.build(reuse, &reader, Detail::CountsOnly, &ordered, others);
     }
 
     fn snapshot_with(&self, detail: Detail) -> Snapshot {
-        let now = Instant::now();
         let reader = BatchReader::new();
         let others = self.others(&reader);
+        self.build(Vec::new(), &reader, detail, &self.ordered_series(), others)
+    }
+
+    /// A snapshot of `ordered` (the registry's series) and `others`, built in `series`
+    /// (emptied first, its memory reused).
+    fn build(
+        &self,
+        mut series: Vec<SeriesSnapshot>,
+        reader: &BatchReader,
+        detail: Detail,
+        ordered: &[Arc<Series>],
+        others: Vec<SeriesSnapshot>,
+    ) -> Snapshot {
+        let now = Instant::now();
         // The registry keeps its series by (name, kind), the snapshot's order: they need no
         // sorting, which for 10 000 series cost more than reading their counters. Room for
         // the others is made now, so merging them in never moves the whole vector.
-        let ordered = self.ordered_series();
-        let mut series = Vec::with_capacity(ordered.len() + others.len());
-        series.extend(ordered.iter().map(|s| s.snapshot(&reader, now, detail)));
+        series.clear();
+        series.reserve(ordered.len() + others.len());
+        series.extend(ordered.iter().map(|s| s.snapshot(reader, now, detail)));
         Snapshot::assemble(
             self.clone(),
             series,
@@ -617,6 +620,18 @@ impl PartialEq for Snapshot {
 }
 
 impl Snapshot {
+    /// A snapshot of nothing, from no registry: a place to read into
+    /// ([`Registry::snapshot_counts_into`] fills it on first use).
+    pub(crate) fn empty() -> Snapshot {
+        Snapshot {
+            taken_at_ms: 0,
+            series: Vec::new(),
+            memory: Memory::default(),
+            findings: Vec::new(),
+            registry: None,
+        }
+    }
+
     /// A snapshot of `sorted` (the registry's series: sorted by name then kind, each once)
     /// and `others` (tracked types and gauges, sorted the same way, each key once).
     pub(crate) fn assemble(

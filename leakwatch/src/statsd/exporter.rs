@@ -269,7 +269,7 @@ impl StatsdExporterBuilder {
                 gauge_refresh_ticks: self.gauge_refresh_ticks,
                 datagram_size,
                 state: Mutex::new(ExportState::default()),
-                snapshot: Mutex::new(None),
+                snapshot: Mutex::new(Snapshot::empty()),
                 user,
             }),
         })
@@ -375,7 +375,7 @@ struct Inner {
     state: Mutex<ExportState>,
     /// The snapshot [`StatsdExporter::tick`] reads into, kept between ticks (locked before
     /// `state`, never after).
-    snapshot: Mutex<Option<Snapshot>>,
+    snapshot: Mutex<Snapshot>,
     user: Arc<UserMetrics>,
 }
 
@@ -604,14 +604,8 @@ impl StatsdExporter {
         // Read into the last tick's snapshot: a series' counts change in place, so a tick
         // builds and drops no per-series values (see `Registry::snapshot_counts_into`).
         let mut last = self.inner.snapshot.lock();
-        let snapshot = match last.as_mut() {
-            Some(s) => {
-                self.inner.registry.snapshot_counts_into(s);
-                s
-            }
-            None => last.insert(self.inner.registry.snapshot_counts()),
-        };
-        self.tick_with(snapshot)
+        self.inner.registry.snapshot_counts_into(&mut last);
+        self.tick_with(&last)
     }
 
     /// Like [`tick`](Self::tick) with a snapshot the caller already took (the watchdog's).

@@ -436,7 +436,7 @@ impl WatchdogBuilder {
             declared,
             fed: Vec::new(),
             findings: Vec::new(),
-            snapshot: None,
+            snapshot: Snapshot::empty(),
             rules_checked: false,
         };
         let interval = self.interval;
@@ -550,8 +550,8 @@ struct Sampler {
     /// by name).
     fed: Vec<Option<Option<SeriesId>>>,
     findings: Vec<leakwatch_detect::Finding>,
-    /// The last tick's snapshot, read into again by the next one (`None` before the first).
-    snapshot: Option<Snapshot>,
+    /// The last tick's snapshot, read into again by the next one (empty before the first).
+    snapshot: Snapshot,
     /// Whether the rules were checked against the series that exist ([`RULE_CHECK_AFTER`]).
     rules_checked: bool,
 }
@@ -615,13 +615,8 @@ impl Sampler {
         self.shared.now.store(t.to_bits(), Ordering::Relaxed);
         // One snapshot read into again each tick: the counts of a series change in place,
         // so a tick builds and drops no per-series values (see `snapshot_counts_into`).
-        let snapshot = match self.snapshot.take() {
-            Some(mut s) => {
-                self.registry.snapshot_counts_into(&mut s);
-                s
-            }
-            None => self.registry.snapshot_counts(),
-        };
+        let mut snapshot = std::mem::replace(&mut self.snapshot, Snapshot::empty());
+        self.registry.snapshot_counts_into(&mut snapshot);
         self.feed_consumers(&snapshot);
         // Ids and values only, in the table's own reused buffer: a name is read where an id
         // is new to a consumer (history, recording, engine), not built per metric.
@@ -695,7 +690,7 @@ impl Sampler {
         if let Some(r) = &mut self.recording {
             let _ = r.flush();
         }
-        self.snapshot = Some(snapshot);
+        self.snapshot = snapshot;
     }
 }
 
