@@ -202,6 +202,23 @@ pub(crate) struct Closed {
     pub coarse: bool,
 }
 
+/// Where a history's current fine bucket lies: enough for the engine to tell, without
+/// touching the history, that a sample stays in that bucket and so closes nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct BucketKey {
+    fine: f64,
+    phase: f64,
+    cur: i64,
+}
+
+impl BucketKey {
+    /// True when a sample at `t` falls in the current bucket (the same arithmetic as
+    /// [`History::push`], so the answer is exactly what a push would find).
+    pub(crate) fn holds(&self, t: f64) -> bool {
+        ((t + self.phase) / self.fine).floor() as i64 == self.cur
+    }
+}
+
 /// Bounded two-resolution history of one series (see the module docs).
 #[derive(Debug)]
 pub(crate) struct History {
@@ -303,6 +320,22 @@ impl History {
         }
         self.fine_buf.push(v as f32);
         closed
+    }
+
+    /// The current fine bucket (`None` before the first sample).
+    pub(crate) fn bucket_key(&self) -> Option<BucketKey> {
+        self.cur_fine.map(|cur| BucketKey {
+            fine: self.geo.fine,
+            phase: self.phase,
+            cur,
+        })
+    }
+
+    /// Adds a sample known to fall in the current fine bucket ([`BucketKey::holds`]): what
+    /// [`push`](Self::push) does for such a sample, without its time.
+    pub(crate) fn push_within(&mut self, v: f32) {
+        debug_assert!(self.cur_fine.is_some(), "push_within before the first push");
+        self.fine_buf.push(v);
     }
 
     fn fine_time(&self, p: Point) -> f64 {

@@ -145,7 +145,7 @@
 
 use crate::duration_secs;
 use crate::finding::{Evidence, Finding, ResolvedBy, RuleKind, Window};
-use crate::history::{Closed, Geometry, History, Resolution};
+use crate::history::{BucketKey, Closed, Geometry, History, Resolution};
 use crate::rules::onset::{OnsetParams, OnsetScratch, best_hinge, curvature_z, white_ar_z};
 use crate::trend::{lag_scale, mann_kendall_z, median_in_place, theil_sen};
 use crate::{ConfigError, Selector};
@@ -814,6 +814,21 @@ impl GrowthTrack {
         self.onset = WindowState::default();
         if let Some(f) = self.firing.take() {
             out.push(f.finding.resolved(t, ResolvedBy::Reset));
+        }
+    }
+
+    /// The current fine bucket of the watched quantity (`None` before the first sample).
+    pub(crate) fn bucket_key(&self) -> Option<BucketKey> {
+        self.history.bucket_key()
+    }
+
+    /// Adds samples that fall in the current fine bucket ([`BucketKey::holds`]), in order:
+    /// the same state as pushing each, for samples that close nothing. Only for plain tracks:
+    /// a relative track's own history needs each sample's value beside the ratio.
+    pub(crate) fn push_within(&mut self, vals: &[f32]) {
+        debug_assert!(self.own.is_none(), "push_within on a relative track");
+        for &v in vals {
+            self.history.push_within(v);
         }
     }
 
