@@ -4,7 +4,7 @@
 //! * baseline A: pushing each sample into a plain per-series ring (the least any history costs);
 //! * baseline B: an engine with no rules (name lookup and latest value only);
 //! * the default growth rule on all series, healthy (typical: most evaluations stop at the
-//!   cheap new-high check);
+//!   cheap new-high check), fed by name and fed by id (as the watchdog feeds it);
 //! * the default growth rule with every series leaking (worst case: full statistics on
 //!   every evaluation).
 //!
@@ -128,6 +128,22 @@ fn main() {
         Some(base_a),
     );
     let healthy_fired = fired;
+
+    // As the watchdog feeds it: names registered once, samples by id.
+    let mut by_id = Engine::new(rules()).expect("valid");
+    let mut ids = Vec::new();
+    let ns_ids = measure(false, |t, names, vals| {
+        if ids.is_empty() {
+            ids = names.iter().map(|n| by_id.register(n)).collect();
+        }
+        let out = by_id.observe_ids(t, ids.iter().copied().zip(vals.iter().copied()));
+        fired += out.len();
+    });
+    report(
+        "default growth rule, healthy, fed by id",
+        ns_ids,
+        Some(base_a),
+    );
 
     let mut leaking = Engine::new(rules()).expect("valid");
     fired = 0;
