@@ -36,7 +36,10 @@ const FAST10: [&str; 2] = ["leak_10pct", "start_10pct"];
 /// The default growth rule, with optional overrides from the environment for exploring
 /// parameters (`LW_MIN_Z`, `LW_NOISE_MULTIPLE`, `LW_HALVES`, `LW_CONFIRM`, `LW_OWN_Z`,
 /// `LW_WINDOWS=240,960`, and for the onset test `LW_ONSET_Z` (0: off), `LW_ONSET_NM`,
-/// `LW_ONSET_MARGIN`, `LW_ONSET_JUMP`, `LW_ONSET_CONFIRM`, `LW_ONSET_SUSTAIN`, `LW_ONSET_WINDOW` in seconds).
+/// `LW_ONSET_MARGIN`, `LW_ONSET_JUMP`, `LW_ONSET_CONFIRM`, `LW_ONSET_SUSTAIN`, `LW_ONSET_WINDOW` in seconds;
+/// for the start-up test `LW_STARTUP_Z`, `LW_STARTUP_CURV`, `LW_STARTUP_MIN`,
+/// `LW_STARTUP_FILL_RATE`, `LW_STARTUP_SUSTAIN`, `LW_STARTUP_MARGIN`, `LW_STARTUP_WEAK_MARGIN`,
+/// `LW_STARTUP_FILL`, and `LW_WARMUP`).
 /// The reported figures are for the defaults (no overrides).
 fn rules(relative: bool) -> RuleSet {
     let sel = Selector::new(["app.*"]).expect("valid selector");
@@ -98,6 +101,9 @@ fn rules(relative: bool) -> RuleSet {
     }
     if let Some(v) = env("LW_STARTUP_MARGIN") {
         g = g.startup_step_margin(v);
+    }
+    if let Some(v) = env("LW_STARTUP_WEAK_MARGIN") {
+        g = g.startup_weak_step_margin(v);
     }
     if let Some(v) = env("LW_STARTUP_FILL") {
         g = g.startup_fill(std::time::Duration::from_secs_f64(v));

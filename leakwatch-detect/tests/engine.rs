@@ -99,6 +99,61 @@ fn leak_under_a_quick_fill_from_zero_is_found_within_minutes() {
 }
 
 #[test]
+fn start_up_knobs_have_defaults() {
+    // Rules written before `startup_weak_step_margin` parse and get its default; the fill
+    // span is 4 min.
+    let json = r#"{"growth":[{"series":["live.*"]}]}"#;
+    let rules: RuleSet = serde_json::from_str(json).unwrap();
+    assert_eq!(rules.growth[0].startup_weak_step_margin, 5.0);
+    assert_eq!(rules.growth[0].startup_step_margin, 1.5);
+    assert_eq!(rules.growth[0].startup_fill, Duration::from_secs(240));
+    let json = r#"{"growth":[{"series":["live.*"],"startup_weak_step_margin":3}]}"#;
+    let rules: RuleSet = serde_json::from_str(json).unwrap();
+    assert_eq!(rules.growth[0].startup_weak_step_margin, 3.0);
+}
+
+/// A young series rising 12%/min from its first sample, falling back to its base at `drop`
+/// when given (the first tooth of an allocator sawtooth).
+fn tooth(t: f64, drop: Option<f64>, noise: f64) -> f64 {
+    let rise = if drop.is_some_and(|d| t >= d) {
+        0.0
+    } else {
+        2.0 * t
+    };
+    (1000.0 + rise + noise).round()
+}
+
+#[test]
+fn a_young_rise_that_drops_as_the_finding_would_fire_stays_quiet() {
+    // Without the drop the start-up test fires at some sample `at`, the first of a new
+    // bucket, on the buckets before it. With the series falling back to its base just
+    // before that sample, those buckets are the same, but the series is not leaking: the
+    // start-up test must not fire on the first tooth alone once the drop is there.
+    for seed in [41, 42, 43] {
+        let mut n = Noise(seed);
+        let noise: Vec<f64> = (0..600).map(|_| 10.0 * n.next()).collect();
+        let mut e = growth_engine();
+        let out = run(&mut e, 0..600, |t| {
+            vec![("live.heap", tooth(t, None, noise[t as usize]))]
+        });
+        let at = out
+            .iter()
+            .find(|f| f.is_firing())
+            .expect("the rise alone fires")
+            .at;
+        let mut e = growth_engine();
+        let out = run(&mut e, 0..600, |t| {
+            vec![("live.heap", tooth(t, Some(at - 0.5), noise[t as usize]))]
+        });
+        assert!(
+            out.is_empty(),
+            "seed {seed}, drop at {}: {out:#?}",
+            at - 0.5
+        );
+    }
+}
+
+#[test]
 fn quick_fill_from_zero_then_flat_stays_quiet() {
     // The same jump with no leak after it: a pool filled at start, then steady.
     for seed in [34, 35, 36] {
@@ -434,6 +489,15 @@ fn invalid_configs_are_rejected_with_actionable_errors() {
             .unwrap_err()
             .to_string()
             .contains("onset_jump_margin")
+    );
+
+    // A negative weak-jump margin would take every weak jump for a step.
+    let bad_weak = GrowthRule::new(sel("a")).startup_weak_step_margin(-0.5);
+    assert!(
+        Engine::new(RuleSet::new().with(bad_weak))
+            .unwrap_err()
+            .to_string()
+            .contains("startup_weak_step_margin")
     );
 
     let json = r#"{"growth":[{"name":"g","series":["live.*"],"windows_secs":[240,960]}],
