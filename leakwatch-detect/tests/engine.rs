@@ -499,6 +499,29 @@ fn invalid_configs_are_rejected_with_actionable_errors() {
             .to_string()
             .contains("startup_weak_step_margin")
     );
+    // Below the step margin, a weak jump would reject a ramp more readily than a clear one.
+    let weak_below = GrowthRule::new(sel("a")).startup_weak_step_margin(1.0);
+    let err = Engine::new(RuleSet::new().with(weak_below))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("startup_weak_step_margin"), "{err}");
+    let equal = GrowthRule::new(sel("a"))
+        .startup_step_margin(3.0)
+        .startup_weak_step_margin(3.0);
+    assert!(Engine::new(RuleSet::new().with(equal)).is_ok());
+    // A fill could never have gone on longer than the window the start-up test sees.
+    let long_fill = GrowthRule::new(sel("a")).startup_fill(Duration::from_secs(600));
+    let err = Engine::new(RuleSet::new().with(long_fill))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("startup_fill_secs"), "{err}");
+    let nan_step = GrowthRule::new(sel("a")).startup_step_margin(f64::NAN);
+    assert!(
+        Engine::new(RuleSet::new().with(nan_step))
+            .unwrap_err()
+            .to_string()
+            .contains("startup_step_margin")
+    );
 
     let json = r#"{"growth":[{"name":"g","series":["live.*"],"windows_secs":[240,960]}],
                    "divergence":[{"name":"d","series":"a","other":"b","sustain_secs":90}]}"#;

@@ -478,7 +478,8 @@ impl GrowthRule {
     setter!(/// Sets the rise per minute, as a fraction of the starting level, above which a
         /// young rise is taken for a fill and must last `startup_fill`.
         startup_fill_rate: f64);
-    setter!(/// Sets how long a fill-fast young rise must go on before it is called a leak.
+    setter!(/// Sets how long a fill-fast young rise must go on before it is called a leak,
+        /// and how old a series must be before a rise after a fill at its start is judged.
         startup_fill: Duration);
     setter!(/// Sets how much better than a step the start-up test's ramp must fit.
         startup_step_margin: f64);
@@ -604,10 +605,18 @@ impl GrowthRule {
                 "a positive fraction per minute, e.g. 0.2",
             ),
             (
+                "startup_step_margin",
+                self.startup_step_margin,
+                self.startup_step_margin >= 0.0,
+                "≥ 0, e.g. 1.5",
+            ),
+            (
+                // The margin against a weak jump is the lenient one: below the step margin a
+                // weak jump would reject a ramp more readily than a clear one.
                 "startup_weak_step_margin",
                 self.startup_weak_step_margin,
-                self.startup_weak_step_margin >= 0.0,
-                "≥ 0, e.g. 5",
+                self.startup_weak_step_margin >= self.startup_step_margin,
+                "≥ startup_step_margin (1.5 by default), e.g. 5",
             ),
             (
                 "startup_curvature_z",
@@ -707,6 +716,15 @@ impl GrowthRule {
                     "startup_min_secs",
                     self.startup_min.as_secs_f64(),
                     "shorter than onset_window_secs, e.g. 60",
+                ));
+            }
+            // The start-up test sees one onset window: a fill-fast rise (or a rise after a
+            // fill) could never have gone on longer, and would never fire.
+            if self.startup_fill > self.onset_window {
+                return Err(bad(
+                    "startup_fill_secs",
+                    self.startup_fill.as_secs_f64(),
+                    "at most onset_window_secs, e.g. 240",
                 ));
             }
             fine_cap = fine_cap.max(points);
@@ -1091,6 +1109,12 @@ impl GrowthTrack {
             // and fits worse than the jump, so the rise is judged on its own, as if the
             // series had started at the end of the jump (`caught_live`'s callback series).
             if jump_start <= 2 && jump_end + p.min_post.max(8) <= n {
+                if self.own.is_some() {
+                    // The own-series checks of the first try reuse the scratch buffers:
+                    // judge the retry on the watched quantity's window again.
+                    self.history
+                        .window(Resolution::Fine, from, &mut s.ts, &mut s.ys);
+                }
                 return self.startup_from(c, p, from, jump_end, level, s).ok();
             }
         }
@@ -1170,8 +1194,9 @@ impl GrowthTrack {
             return miss;
         }
         // After a jump at the start (a fill), the series must be as old as a fill-fast rise
-        // must have gone on (`startup_fill`, counted from its first bucket, where the fill
-        // began): a fill's slower tail would pass for a leak over 2 min (measured: `fill_3min`
+        // must have gone on (`startup_fill`, counted from the window's first bucket: the
+        // series' first, where the fill began, while it is younger than `onset_window`;
+        // older, the window alone is longer than `startup_fill`): a fill's slower tail would pass for a leak over 2 min (measured: `fill_3min`
         // fired on 7–12 of 100 at exactly 2 min after the jump, `restart` 5–9). It was 3 min
         // after the jump's end, the same ≈ 3.5–4 min from the start for a jump of 20–60 s.
         if k > 0 && s.ts[k + n - 1] - s.ts[0] + p.width < r.startup_fill.as_secs_f64() {
