@@ -205,10 +205,11 @@ const WEAK_JUMP_Z: f64 = 2.0;
 /// many white-noise σ of a bucket value (the yardstick, see `history`) below the level: the
 /// series is dropping as the finding would fire (an allocator sawtooth's first drop, whose
 /// samples the closed bucket's trimmed mean left out). On 1 s samples and 10 s buckets that
-/// is about 2.5σ of one sample, so a leak loses < 1% of its evaluations. Measured on 24
-/// seed sets: false alarms −2 to −6 per set (`sawtooth_leak` before its onset, `sawtooth`);
-/// 6: one more per set, but 1%/min leaks lose up to 0.005 of their share; 10: about half the
-/// gain.
+/// is about 2.5σ of one sample, so a leak loses < 1% of its evaluations (a voided one also
+/// restarts the `onset_confirm` count). With fewer than 3 samples a bucket has no yardstick,
+/// and the veto does not apply. Measured on 24 seed sets: false alarms −2 to −6 per set
+/// (`sawtooth_leak` before its onset, `sawtooth`); 6: one more per set, but 1%/min leaks lose
+/// up to 0.005 of their share; 10: about half the gain.
 const DROP_SIGMAS: f64 = 8.0;
 
 /// Configuration of a growth rule. See the [module docs](self) for the method.
