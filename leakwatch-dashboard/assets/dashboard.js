@@ -199,10 +199,16 @@
       list.appendChild(li);
     }
 
+    // Only the latest search may fill the list: an earlier one answering late (opening the
+    // chooser searches too) would otherwise replace the list the user is ticking.
+    var searches = 0;
     form.addEventListener('submit', function (ev) {
       ev.preventDefault();
-      get([['match', input.value], ['limit', CHOOSER_LIMIT], ['points', false], ['alerts', false]]).then(function (r) {
+      var pattern = input.value, search = ++searches;
+      get([['match', pattern], ['limit', CHOOSER_LIMIT], ['points', false], ['alerts', false]]).then(function (r) {
+        if (search !== searches) return;
         list.textContent = '';
+        list.dataset.pattern = pattern;
         if (r.status !== 200) { note.textContent = r.body.error || 'HTTP ' + r.status; return; }
         var found = r.body.series.map(function (s) { return s.name; });
         chart.names.forEach(function (n) { if (found.indexOf(n) < 0) item(n, null, true); });
@@ -210,7 +216,7 @@
         note.textContent = r.body.series.length + ' of ' + r.body.matched + ' matching series, largest first' +
           (r.body.matched > r.body.series.length ? '; narrow the pattern to find others' : '') +
           '. At most ' + CHOSEN_MAX + ' are drawn.';
-      }).catch(function (e) { note.textContent = String(e); });
+      }).catch(function (e) { if (search === searches) note.textContent = String(e); });
     });
     apply.addEventListener('click', function () {
       var names = Array.from(list.querySelectorAll('input:checked')).map(function (cb) { return cb.value; });

@@ -195,12 +195,17 @@ async fn run(chromium: &Path, driver: &Driver) {
         .click()
         .await
         .unwrap();
-    const CHOICES: &str = r#"return Array.from(document.querySelectorAll('.chart[data-group="3"] .chooser li')).map(li => li.textContent)"#;
+    // Opening the chooser searched for the chart's own patterns first; the list must answer
+    // the typed pattern (the page drops a search that a newer one overtook, so once it does,
+    // no late answer rebuilds it under the clicks below).
+    const CHOICES: &str = r#"let ul = document.querySelector('.chart[data-group="3"] .chooser ul'); return [ul.dataset.pattern || '', Array.from(ul.querySelectorAll('li')).map(li => li.textContent)]"#;
     wait_for(&client, "the chooser to list the match", CHOICES, |c| {
-        c.as_array()?
-            .iter()
-            .any(|t| t.as_str().unwrap_or("").contains("live.dash.streams"))
-            .then_some(())
+        (c[0] == "live.dash.s*"
+            && c[1]
+                .as_array()?
+                .iter()
+                .any(|t| t.as_str().unwrap_or("").contains("live.dash.streams")))
+        .then_some(())
     })
     .await;
     // The list keeps the chart's current series (checked) above the matches: leave only
