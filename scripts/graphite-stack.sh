@@ -74,7 +74,9 @@ died() { # name pidname
   echo "graphite-stack: $1 ended before it was ready: $(cat "$D/log/$n.exit" 2>/dev/null || echo "no exit record")" >&2
   echo "graphite-stack: last lines of $D/log/$n.out:" >&2
   tail -20 "$D/log/$n.out" >&2 || true
-  if grep -qE 'EADDRINUSE|Address already in use|Couldn.t listen on' "$D/log/$n.out" 2>/dev/null; then
+  # statsd (EADDRINUSE), carbon (twisted) and graphite-web (Django's runserver) each say it
+  # their own way.
+  if grep -qE 'EADDRINUSE|Address already in use|Couldn.t listen on|That port is already in use' "$D/log/$n.out" 2>/dev/null; then
     port_taken "$1 could not bind its port (taken by another program since it was checked)"
   fi
   return 1

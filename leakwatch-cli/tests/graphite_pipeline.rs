@@ -58,20 +58,19 @@ fn missing() -> Vec<String> {
     m
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `tcp` ports and one UDP port that are free now, all different: the sockets that found
+/// them are held until all are picked (a port released at once could be handed out twice,
+/// and the stack's readiness check would then see one daemon's listener for another's).
+fn free_ports(tcp: usize) -> (u16, Vec<u16>) {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let held: Vec<std::net::TcpListener> = (0..tcp)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let port = |a: std::io::Result<std::net::SocketAddr>| a.unwrap().port();
+    (
+        port(udp.local_addr()),
+        held.iter().map(|l| port(l.local_addr())).collect(),
+    )
 }
 
 /// The running stack; stopping it (and removing its directory) on drop, panics included.
@@ -128,13 +127,14 @@ impl Stack {
             .as_nanos();
         let dir =
             std::env::temp_dir().join(format!("leakwatch-pipeline-{}-{nanos}", std::process::id()));
+        let (udp, tcp) = free_ports(5);
         let ports = [
-            ("STATSD_PORT", free_udp_port()),
-            ("STATSD_MGMT_PORT", free_tcp_port()),
-            ("CARBON_PORT", free_tcp_port()),
-            ("CARBON_PICKLE_PORT", free_tcp_port()),
-            ("CARBON_QUERY_PORT", free_tcp_port()),
-            ("GRAPHITE_WEB_PORT", free_tcp_port()),
+            ("STATSD_PORT", udp),
+            ("STATSD_MGMT_PORT", tcp[0]),
+            ("CARBON_PORT", tcp[1]),
+            ("CARBON_PICKLE_PORT", tcp[2]),
+            ("CARBON_QUERY_PORT", tcp[3]),
+            ("GRAPHITE_WEB_PORT", tcp[4]),
         ];
         let stack = Stack {
             dir: dir.clone(),

@@ -80,6 +80,8 @@
       return get([['match', g.match.join(',')], ['limit', g.limit], ['points', false], ['alerts', false]])
         .then(function (r) {
           if (r.status !== 200) fail(r);
+          // The user may have chosen series while this was on its way: theirs stand.
+          if (!chart.auto) return;
           var names = g.series.slice();
           r.body.series.forEach(function (s) { if (names.indexOf(s.name) < 0) names.push(s.name); });
           chart.names = names;

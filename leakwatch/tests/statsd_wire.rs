@@ -19,6 +19,20 @@ impl Receiver {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
+        // As large a receive buffer as the kernel allows (it caps the request at
+        // net.core.rmem_max): on a loaded machine the reading thread can be off the CPU long
+        // enough for the default one to overflow, and a lost datagram fails exact sums.
+        let want: libc::c_int = 8 << 20;
+        // SAFETY: a valid socket and a c_int option of the size passed.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&sock),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&want as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
         Receiver { sock }
     }
 
@@ -377,7 +391,16 @@ fn the_watchdog_drives_the_export_and_sends_its_alerts() {
 fn concurrent_flushes_send_each_counter_delta_once() {
     let rx = Receiver::new();
     let reg = Registry::new();
-    let exp = exporter(&rx, &reg);
+    // The flushers can queue chunks faster than the paced sender drains them; a full queue
+    // would refuse (and count as dropped) what this test must see arrive. Room for every
+    // chunk they can make (at most one per increment): nothing is refused.
+    let exp = StatsdExporter::builder(&rx.addr())
+        .prefix("app")
+        .instance("web-1")
+        .registry(&reg)
+        .queue_capacity(1 << 20)
+        .build()
+        .unwrap();
     let recorder = exp.metrics_recorder();
     // Many counters make each flush long enough for two of them to overlap often.
     const COUNTERS: usize = 100;
@@ -424,7 +447,9 @@ fn concurrent_flushes_send_each_counter_delta_once() {
             f.join().unwrap();
         }
     });
-    assert!(exp.flush(Duration::from_secs(5)));
+    // Paced at 100 000 lines/s, a backlog of up to 500 000 lines takes 5 s to go out: the
+    // deadline only turns a hang into a failure.
+    assert!(exp.flush(Duration::from_secs(60)));
     done.store(true, std::sync::atomic::Ordering::Release);
     let lines = collector.join().unwrap();
     // As f64: a delta computed from a `sent` that moved backwards wraps to ~1.8e19.

@@ -93,10 +93,15 @@ async fn run(chromium: &Path, driver: &Driver) {
         common::eventually(WAIT, || reg.snapshot().live("http.streams") == 0).await,
         "the cut stream ends on the server"
     );
-    let mut while_cut = Vec::new();
-    for i in 1..=3 {
-        while_cut.push(post_one(addr, &format!("cut-{i}")).await);
-    }
+    // Posted at once rather than one after another, so that all three are in before the
+    // browser's 1 s retry even on a loaded machine; the server's ids give their order.
+    let (a, b, c) = tokio::join!(
+        post_one(addr, "cut-1"),
+        post_one(addr, "cut-2"),
+        post_one(addr, "cut-3")
+    );
+    let mut while_cut = vec![a, b, c];
+    while_cut.sort_by_key(|(id, _)| *id);
     let still_away = reg.snapshot().live("http.streams") == 0;
     posted.extend(while_cut.iter().cloned());
 

@@ -119,8 +119,8 @@ impl StatsdExporterBuilder {
     /// datagram each (default [`DEFAULT_QUEUE_CAPACITY`], fewer for datagrams over 8 KiB so
     /// that at most 32 MiB wait), so queued memory stays below `chunks × datagram_size`.
     /// When it is full, whole chunks are refused and their lines counted as dropped.
-    pub fn queue_capacity(mut self, lines: usize) -> Self {
-        self.queue_capacity = Some(lines);
+    pub fn queue_capacity(mut self, chunks: usize) -> Self {
+        self.queue_capacity = Some(chunks);
         self
     }
 
