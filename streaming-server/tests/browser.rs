@@ -100,7 +100,7 @@ async fn run(chromium: &Path, driver: &Driver) {
         post_one(addr, "cut-2"),
         post_one(addr, "cut-3")
     );
-    let mut while_cut = vec![a, b, c];
+    let mut while_cut = [a, b, c];
     while_cut.sort_by_key(|(id, _)| *id);
     let still_away = reg.snapshot().live("http.streams") == 0;
     posted.extend(while_cut.iter().cloned());
