@@ -6,7 +6,7 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use leakwatch::statsd::{AlertState, StatsdExporter};
+use leakwatch::statsd::{AlertState, StatsdExporter, StatsdExporterBuilder};
 use leakwatch::{EventCounter, Registry, Token};
 
 /// A StatsD daemon stand-in: collects every line it receives.
@@ -65,13 +65,16 @@ impl Receiver {
 
 const QUIET: Duration = Duration::from_millis(300);
 
-fn exporter(rx: &Receiver, reg: &Registry) -> StatsdExporter {
+/// The exporter every test here uses, before `build` (for tests that change a setting).
+fn builder(rx: &Receiver, reg: &Registry) -> StatsdExporterBuilder {
     StatsdExporter::builder(&rx.addr())
         .prefix("app")
         .instance("web-1")
         .registry(reg)
-        .build()
-        .unwrap()
+}
+
+fn exporter(rx: &Receiver, reg: &Registry) -> StatsdExporter {
+    builder(rx, reg).build().unwrap()
 }
 
 #[test]
@@ -179,12 +182,7 @@ fn tags_alerts_and_events() {
 fn the_programs_own_metrics_share_the_pipeline() {
     let rx = Receiver::new();
     let reg = Registry::new();
-    let exp = StatsdExporter::builder(&rx.addr())
-        .prefix("app")
-        .instance("web-1")
-        .registry(&reg)
-        .build()
-        .unwrap();
+    let exp = exporter(&rx, &reg);
     let tagged = exp.metrics_recorder();
     let named = exp.metrics_recorder().labels_in_name();
     metrics::with_local_recorder(&tagged, || {
@@ -394,13 +392,7 @@ fn concurrent_flushes_send_each_counter_delta_once() {
     // The flushers can queue chunks faster than the paced sender drains them; a full queue
     // would refuse (and count as dropped) what this test must see arrive. Room for every
     // chunk they can make (at most one per increment): nothing is refused.
-    let exp = StatsdExporter::builder(&rx.addr())
-        .prefix("app")
-        .instance("web-1")
-        .registry(&reg)
-        .queue_capacity(1 << 20)
-        .build()
-        .unwrap();
+    let exp = builder(&rx, &reg).queue_capacity(1 << 20).build().unwrap();
     let recorder = exp.metrics_recorder();
     // Many counters make each flush long enough for two of them to overlap often.
     const COUNTERS: usize = 100;
@@ -479,10 +471,7 @@ fn dropping_the_exporter_sends_a_paced_backlog_at_full_speed() {
     {
         // Paced at 100 lines/s the 1201 lines need 12 s, far past the 1 s shutdown flush:
         // pacing stays on only while the program runs on.
-        let exp = StatsdExporter::builder(&rx.addr())
-            .prefix("app")
-            .instance("web-1")
-            .registry(&reg)
+        let exp = builder(&rx, &reg)
             .max_lines_per_second(100)
             .build()
             .unwrap();
