@@ -296,7 +296,7 @@ fn resolve(addr: &str) -> Result<SocketAddr, StatsdError> {
 pub(crate) fn push_line(line: &mut String, key: &str, value: f64, kind: &str, tags: &str) {
     // Counts are whole numbers: integer formatting is several times cheaper than f64's.
     if value.fract() == 0.0 && (0.0..9.0e15).contains(&value) {
-        return push_count_line(line, key, value as u64, kind, tags);
+        return push_count_line(line, "", key, value as u64, kind, tags);
     }
     line.push_str(key);
     line.push(':');
@@ -306,8 +306,9 @@ pub(crate) fn push_line(line: &mut String, key: &str, value: f64, kind: &str, ta
     line.push_str(tags);
 }
 
-/// [`push_line`] for a count.
-fn push_count_line(line: &mut String, key: &str, value: u64, kind: &str, tags: &str) {
+/// [`push_line`] for a count, with the key in two parts (`base` a common start).
+fn push_count_line(line: &mut String, base: &str, key: &str, value: u64, kind: &str, tags: &str) {
+    line.push_str(base);
     line.push_str(key);
     line.push(':');
     line.push_str(itoa::Buffer::new().format(value));
@@ -333,12 +334,42 @@ pub(crate) fn tag_suffix<'a>(
     s
 }
 
-/// Per-metric memory of what was sent: the snapshot name, its sanitised key, and the last
-/// gauge value or counter total that reached the queue (`None`: never sent).
+/// Per-metric memory of what was sent: where its key is, and the last gauge value or counter
+/// total that reached the queue. 16 bytes: a tick reads one per metric (~40 000 for 10 000
+/// series), so their size is much of what the pass costs once memory has gone cold.
+#[derive(Clone, Copy, Default)]
 struct Entry {
-    /// Where the key is in [`ExportState::keys`].
-    key: (usize, usize),
-    last: Option<u64>,
+    last: u64,
+    /// Start of the key in [`ExportState::keys`].
+    key_start: u32,
+    /// The key's length, and [`SENT`] once `last` holds a value that reached the queue
+    /// (a key is never empty: 0 means no key made yet).
+    key_len: u32,
+}
+
+/// The bit of [`Entry::key_len`] that says `last` is set: keys are far shorter (a line must
+/// fit one datagram of at most 64 KiB).
+const SENT: u32 = 1 << 31;
+
+impl Entry {
+    fn has_key(&self) -> bool {
+        self.key_len != 0
+    }
+
+    fn key<'k>(&self, keys: &'k str) -> &'k str {
+        let start = self.key_start as usize;
+        &keys[start..start + (self.key_len & !SENT) as usize]
+    }
+
+    /// What last reached the queue (`None`: nothing yet).
+    fn last(&self) -> Option<u64> {
+        (self.key_len & SENT != 0).then_some(self.last)
+    }
+
+    fn set_last(&mut self, value: u64) {
+        self.last = value;
+        self.key_len |= SENT;
+    }
 }
 
 #[derive(Default)]
@@ -346,9 +377,10 @@ struct ExportState {
     /// Interned metric names: flattening a snapshot allocates no name per metric.
     names: MetricNames,
     /// Per interned metric id: its StatsD key and last value sent.
-    entries: Vec<Option<Entry>>,
-    /// Every key, back to back: the lines of a tick copy their keys from one buffer read in
-    /// order rather than from ~40 000 separate allocations.
+    entries: Vec<Entry>,
+    /// Every key after `<prefix>.<instance>.leakwatch.` (which each line writes first),
+    /// back to back: the lines of a tick copy their keys from one buffer read in order
+    /// rather than from ~40 000 separate allocations, and the common start is not repeated.
     keys: String,
     /// Exports until the next full gauge refresh (0: this one refreshes).
     until_refresh: u32,
@@ -536,6 +568,7 @@ impl StatsdExporter {
         };
         state.refreshed = refresh;
         let send = |c: &str, n: usize| inner.send_chunk(c, n);
+        let base = inner.leakwatch_base.as_str();
         let mut batch = Batch::new(inner.datagram_size);
         let ExportState {
             names,
@@ -548,26 +581,33 @@ impl StatsdExporter {
         for &(id, kind, value) in names.interned() {
             let i = id as usize;
             if i >= entries.len() {
-                entries.resize_with(i + 1, || None);
+                entries.resize(i + 1, Entry::default());
             }
-            let entry = entries[i].get_or_insert_with(|| {
-                let mut key = inner.leakwatch_base.clone();
+            let entry = &mut entries[i];
+            if !entry.has_key() {
+                let mut key = String::new();
                 push_sanitized_name(&mut key, names.name(id));
-                let start = keys.len();
-                keys.push_str(&key);
-                Entry {
-                    key: (start, keys.len()),
-                    last: None,
+                let (start, len) = (keys.len(), key.len().max(1));
+                if len >= SENT as usize || start > u32::MAX as usize {
+                    // Longer than any datagram (or past 4 GiB of keys): it could never be
+                    // sent, so it is counted as dropped each time it would be.
+                    inner.dropped.incr();
+                    batch.refused += 1;
+                    continue;
                 }
-            });
+                // A name of dots only sanitises to nothing: `_` keeps the line parseable.
+                keys.push_str(if key.is_empty() { "_" } else { &key });
+                entry.key_start = start as u32;
+                entry.key_len = len as u32;
+            }
             let (line_value, suffix) = match kind {
                 MetricKind::Gauge => {
-                    if !refresh && entry.last == Some(value) {
+                    if !refresh && entry.last() == Some(value) {
                         continue;
                     }
                     (value, "g")
                 }
-                MetricKind::Counter => match entry.last {
+                MetricKind::Counter => match entry.last() {
                     None => (value, "c"),
                     Some(last) if value == last => continue,
                     // A total only falls when its series was recreated: count from zero.
@@ -575,23 +615,15 @@ impl StatsdExporter {
                     Some(last) => (value - last, "c"),
                 },
             };
-            let key = &keys[entry.key.0..entry.key.1];
+            let key = entry.key(keys);
             batch.push_with(
                 &send,
                 Some((i, value)),
-                &mut |(i, v)| {
-                    if let Some(e) = &mut entries[i] {
-                        e.last = Some(v);
-                    }
-                },
-                |buf| push_count_line(buf, key, line_value, suffix, &inner.tags),
+                &mut |(i, v)| entries[i].set_last(v),
+                |buf| push_count_line(buf, base, key, line_value, suffix, &inner.tags),
             );
         }
-        batch.send(&send, &mut |(i, v)| {
-            if let Some(e) = &mut entries[i] {
-                e.last = Some(v);
-            }
-        });
+        batch.send(&send, &mut |(i, v)| entries[i].set_last(v));
         ExportStats {
             queued: batch.queued,
             refused: batch.refused,
