@@ -314,6 +314,19 @@ pub struct MetricNames {
     /// The (id, value) pairs of the last flattening, kept so that a tick reuses the buffer
     /// instead of allocating ~40 000 entries anew.
     scratch: Vec<(u32, MetricKind, u64)>,
+    /// Which table this is: ids mean something only within one table.
+    table: TableId,
+}
+
+/// Tells interning tables apart (see [`MetricNames::table`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableId(u64);
+
+impl Default for TableId {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        TableId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 #[derive(Debug)]
@@ -477,6 +490,11 @@ impl MetricNames {
         for &(id, _, value) in &self.scratch {
             f(self.flat(id, value));
         }
+    }
+
+    /// Which table this is: the ids of one table mean nothing in another.
+    pub(crate) fn table(&self) -> TableId {
+        self.table
     }
 
     /// The (id, kind, value) of every metric of the last [`intern`](Self::intern): for
@@ -662,6 +680,22 @@ pub struct Snapshot {
     pub findings: Vec<ScopeFinding>,
     #[serde(skip)]
     pub(crate) registry: Option<Registry>,
+    /// The table this snapshot was just interned with, lent by the watchdog to its sample
+    /// consumers for the length of their call, so that an exporter reuses the interning
+    /// instead of doing it again.
+    #[serde(skip)]
+    pub(crate) lent_names: LentNames,
+}
+
+/// A [`MetricNames`] lent with a snapshot (see [`Snapshot::lent_names`]): never cloned,
+/// compared or printed with it.
+#[derive(Default)]
+pub(crate) struct LentNames(pub(crate) Option<MetricNames>);
+
+impl Clone for LentNames {
+    fn clone(&self) -> Self {
+        LentNames(None)
+    }
 }
 
 impl fmt::Debug for Snapshot {
@@ -685,6 +719,13 @@ impl PartialEq for Snapshot {
 }
 
 impl Snapshot {
+    /// The table this snapshot was just interned with, when a watchdog lends it to its
+    /// sample consumers: its [`interned`](MetricNames::interned) ids and values are this
+    /// snapshot's.
+    pub(crate) fn lent_names(&self) -> Option<&MetricNames> {
+        self.lent_names.0.as_ref()
+    }
+
     /// A snapshot of nothing, from no registry: a place to read into
     /// ([`Registry::snapshot_counts_into`] fills it on first use).
     pub(crate) fn empty() -> Snapshot {
@@ -694,6 +735,7 @@ impl Snapshot {
             memory: Memory::default(),
             findings: Vec::new(),
             registry: None,
+            lent_names: LentNames::default(),
         }
     }
 
@@ -753,6 +795,7 @@ impl Snapshot {
             memory,
             findings,
             registry: Some(registry),
+            lent_names: LentNames::default(),
         }
     }
 

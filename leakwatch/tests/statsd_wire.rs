@@ -382,6 +382,72 @@ fn the_watchdog_drives_the_export_and_sends_its_alerts() {
     );
 }
 
+/// An exporter fed by a watchdog (which lends it the snapshot's interning) and by its own
+/// reads, in turn, still sends each counter's total exactly once and ends on the true
+/// level: what was sent is carried over when the ids it follows change.
+#[test]
+fn switching_between_the_watchdogs_snapshots_and_its_own_sends_totals_once() {
+    let rx = Receiver::new();
+    let reg = Registry::new();
+    let exp = exporter(&rx, &reg);
+    let events = EventCounter::new_in(&reg, "jobs.done");
+    let mut jobs: Vec<Token> = (0..3).map(|_| Token::new_in(&reg, "jobs")).collect();
+    events.add(2);
+    exp.tick(); // its own interning
+    for round in 0..2 {
+        let watchdog = leakwatch::Watchdog::builder()
+            .registry(&reg)
+            .interval(Duration::from_millis(10))
+            .on_sample(exp.sampler())
+            .start()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = 0;
+        while seen < 4 {
+            assert!(Instant::now() < deadline, "the watchdog ticks");
+            if watchdog.ticks() > seen {
+                seen = watchdog.ticks();
+                jobs.push(Token::new_in(&reg, "jobs"));
+                events.incr();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        watchdog.stop();
+        jobs.truncate(jobs.len() - 1 - round); // some end between the two kinds of reading
+        events.add(5);
+        exp.tick(); // back to its own
+    }
+    assert!(exp.flush(Duration::from_secs(5)));
+    let lines = rx.lines(QUIET);
+    let p = "app.web-1.leakwatch";
+    let sum = |name: &str| -> u64 {
+        let prefix = format!("{p}.{name}:");
+        lines
+            .iter()
+            .filter_map(|l| {
+                l.strip_prefix(&prefix)?
+                    .strip_suffix("|c")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    let snap = reg.snapshot();
+    let s = snap.get("jobs").unwrap();
+    assert_eq!(sum("created.jobs"), s.created, "{lines:?}");
+    assert_eq!(sum("dropped.jobs"), s.dropped, "{lines:?}");
+    assert_eq!(sum("count.jobs.done"), events.get(), "{lines:?}");
+    let last_live = lines
+        .iter()
+        .rev()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{p}.live.jobs:"))?
+                .strip_suffix("|g")
+        })
+        .unwrap();
+    assert_eq!(last_live, jobs.len().to_string());
+}
+
 /// Two threads flushing at once (the watchdog's tick and an explicit flush) must not both
 /// send a counter's delta. The overlap is up to the scheduler, so without serialised
 /// flushes this fails most runs rather than every run.

@@ -1,5 +1,6 @@
 //! The exporter: snapshot -> StatsD lines -> bounded queue -> paced, buffered UDP.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use super::recorder::{StatsdRecorder, UserMetrics};
 use super::sink::{PacedSink, Progress};
 use crate::event::EventCounter;
 use crate::registry::Registry;
-use crate::snapshot::{MetricKind, MetricNames, Snapshot};
+use crate::snapshot::{MetricKind, MetricNames, Snapshot, TableId};
 use crate::watchdog::{Alert, AlertHook, AlertState};
 
 /// Default bound of the queue between callers and the sending thread, in chunks (a chunk
@@ -347,8 +348,8 @@ struct Entry {
     key_len: u32,
 }
 
-/// The bit of [`Entry::key_len`] that says `last` is set: keys are far shorter (a line must
-/// fit one datagram of at most 64 KiB).
+/// The bit of [`Entry::key_len`] that says `last` is set: keys are far shorter (no longer
+/// than a datagram, see `make_key`).
 const SENT: u32 = 1 << 31;
 
 impl Entry {
@@ -372,10 +373,68 @@ impl Entry {
     }
 }
 
+/// Appends the StatsD key of metric `name` (after the common start) to `keys`: its place,
+/// or `None` for a name too long for any datagram.
+fn make_key(keys: &mut String, name: &str) -> Option<(u32, u32)> {
+    let mut key = String::new();
+    push_sanitized_name(&mut key, name);
+    // A name of dots only sanitises to nothing: `_` keeps the line parseable.
+    if key.is_empty() {
+        key.push('_');
+    }
+    let start = u32::try_from(keys.len()).ok()?;
+    if key.len() > MAX_DATAGRAM_SIZE {
+        return None;
+    }
+    keys.push_str(&key);
+    Some((start, key.len() as u32))
+}
+
+/// Re-indexes `entries` by the ids of `table` when they followed another table's (the
+/// exporter switched between its own interning and a watchdog's), carrying each metric's
+/// last sent value over by its key: no counter delta is sent twice or lost by the switch.
+fn follow(
+    table: &MetricNames,
+    source: &mut Option<TableId>,
+    entries: &mut Vec<Entry>,
+    keys: &mut String,
+) {
+    *source = Some(table.table());
+    let had = std::mem::take(entries);
+    let had_keys = std::mem::take(keys);
+    let sent: HashMap<&str, u64> = had
+        .iter()
+        .filter_map(|e| Some((e.key(&had_keys), e.last()?)))
+        .collect();
+    if sent.is_empty() {
+        return;
+    }
+    for &(id, ..) in table.interned() {
+        let i = id as usize;
+        if i >= entries.len() {
+            entries.resize(i + 1, Entry::default());
+        }
+        if entries[i].has_key() {
+            continue;
+        }
+        if let Some((start, len)) = make_key(keys, table.name(id)) {
+            let entry = &mut entries[i];
+            entry.key_start = start;
+            entry.key_len = len;
+            if let Some(&last) = sent.get(entry.key(keys)) {
+                entry.set_last(last);
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct ExportState {
     /// Interned metric names: flattening a snapshot allocates no name per metric.
     names: MetricNames,
+    /// The table whose ids `entries` follow: `names`, or the watchdog's when its snapshots
+    /// come with it (see [`Snapshot::lent_names`]).
+    source: Option<TableId>,
     /// Per interned metric id: its StatsD key and last value sent.
     entries: Vec<Entry>,
     /// Every key after `<prefix>.<instance>.leakwatch.` (which each line writes first),
@@ -572,33 +631,39 @@ impl StatsdExporter {
         let mut batch = Batch::new(inner.datagram_size);
         let ExportState {
             names,
+            source,
             entries,
             keys,
             ..
         } = state;
-        // Ids and values only: a metric's name is read once, when its key is made.
-        names.intern(snapshot);
-        for &(id, kind, value) in names.interned() {
+        // Ids and values only: a metric's name is read once, when its key is made. A
+        // watchdog's snapshot comes interned, its table lent with it: that is used as it is.
+        let table: &MetricNames = match snapshot.lent_names() {
+            Some(lent) => lent,
+            None => {
+                names.intern(snapshot);
+                names
+            }
+        };
+        if *source != Some(table.table()) {
+            follow(table, source, entries, keys);
+        }
+        for &(id, kind, value) in table.interned() {
             let i = id as usize;
             if i >= entries.len() {
                 entries.resize(i + 1, Entry::default());
             }
             let entry = &mut entries[i];
             if !entry.has_key() {
-                let mut key = String::new();
-                push_sanitized_name(&mut key, names.name(id));
-                let (start, len) = (keys.len(), key.len().max(1));
-                if len >= SENT as usize || start > u32::MAX as usize {
-                    // Longer than any datagram (or past 4 GiB of keys): it could never be
-                    // sent, so it is counted as dropped each time it would be.
+                let Some((start, len)) = make_key(keys, table.name(id)) else {
+                    // Longer than any datagram: it could never be sent, so it is counted as
+                    // dropped each time it would be.
                     inner.dropped.incr();
                     batch.refused += 1;
                     continue;
-                }
-                // A name of dots only sanitises to nothing: `_` keeps the line parseable.
-                keys.push_str(if key.is_empty() { "_" } else { &key });
-                entry.key_start = start as u32;
-                entry.key_len = len as u32;
+                };
+                entry.key_start = start;
+                entry.key_len = len;
             }
             let (line_value, suffix) = match kind {
                 MetricKind::Gauge => {

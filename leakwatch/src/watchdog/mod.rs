@@ -593,8 +593,9 @@ impl Sampler {
         // Exporters send counter changes once per tick: without this last look, whatever
         // happened since the last tick would never reach them. Only the consumers see it;
         // detectors and the recording keep their regular grid of samples.
-        let snapshot = self.registry.snapshot_counts();
-        self.feed_consumers(&snapshot);
+        let mut snapshot = self.registry.snapshot_counts();
+        self.names.intern(&snapshot);
+        self.feed_consumers(&mut snapshot);
         if let Some(r) = &mut self.recording {
             let _ = r.flush();
         }
@@ -603,12 +604,20 @@ impl Sampler {
         self.shared.shutdown_dispatcher();
     }
 
-    fn feed_consumers(&mut self, snapshot: &Snapshot) {
+    /// Runs the sample consumers on `snapshot`, lending them the table it was just interned
+    /// with (so an exporter does not intern it again).
+    fn feed_consumers(&mut self, snapshot: &mut Snapshot) {
+        if self.consumers.is_empty() {
+            return;
+        }
+        snapshot.lent_names.0 = Some(std::mem::take(&mut self.names));
         for c in &mut self.consumers {
             if std::panic::catch_unwind(AssertUnwindSafe(|| c(snapshot))).is_err() {
                 self.consumer_panics.incr();
             }
         }
+        // Consumers see the snapshot only by shared reference: the table comes back whole.
+        self.names = snapshot.lent_names.0.take().unwrap_or_default();
     }
 
     fn tick(&mut self, t: f64) {
@@ -617,10 +626,10 @@ impl Sampler {
         // so a tick builds and drops no per-series values (see `snapshot_counts_into`).
         let mut snapshot = std::mem::replace(&mut self.snapshot, Snapshot::empty());
         self.registry.snapshot_counts_into(&mut snapshot);
-        self.feed_consumers(&snapshot);
         // Ids and values only, in the table's own reused buffer: a name is read where an id
-        // is new to a consumer (history, recording, engine), not built per metric.
+        // is new to a consumer (history, recording, engine, exporters), not built per metric.
         self.names.intern(&snapshot);
+        self.feed_consumers(&mut snapshot);
         let names = &self.names;
         let metrics = names.interned();
         let value = |v: u64| v as f64;
