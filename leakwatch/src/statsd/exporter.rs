@@ -705,7 +705,10 @@ impl StatsdExporter {
         self.tick_with(&last)
     }
 
-    /// Like [`tick`](Self::tick) with a snapshot the caller already took (the watchdog's).
+    /// Like [`tick`](Self::tick) with a snapshot the caller already took. A snapshot a
+    /// watchdog hands its [`on_sample`](crate::WatchdogBuilder::on_sample) consumers comes
+    /// with the watchdog's interning of it, which the export then uses as it is; any other
+    /// is interned here.
     pub fn tick_with(&self, snapshot: &Snapshot) -> ExportStats {
         let mut stats = self.export(snapshot);
         let refresh = self.inner.state.lock().refreshed;
@@ -754,7 +757,8 @@ impl StatsdExporter {
 
     /// A sample consumer for [`WatchdogBuilder::on_sample`](crate::WatchdogBuilder::on_sample):
     /// exports each snapshot the watchdog takes (and the program's own metrics), so the
-    /// watchdog's tick drives the export and no second thread samples the registry.
+    /// watchdog's tick drives the export, no second thread samples the registry, and the
+    /// snapshot is interned once, by the watchdog, for both.
     ///
     /// ```no_run
     /// let exporter = leakwatch::statsd::StatsdExporter::builder("127.0.0.1:8125")

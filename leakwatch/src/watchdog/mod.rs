@@ -21,7 +21,8 @@
 //! 1. reads its registry into the [`Snapshot`] kept from the last tick
 //!    ([`Registry::snapshot_counts_into`]) and flattens it into the metrics of
 //!    [`Snapshot::metrics`] (interned: no name is built per metric);
-//! 2. hands the snapshot to every [`on_sample`](WatchdogBuilder::on_sample) consumer (exporters);
+//! 2. hands the snapshot to every [`on_sample`](WatchdogBuilder::on_sample) consumer (exporters;
+//!    the StatsD exporter reuses the interning instead of doing it again);
 //! 3. appends the values to a bounded history and to the recording, if any;
 //! 4. feeds them to one [`leakwatch_detect::Engine`]: the same detectors `leakwatch analyze`
 //!    runs offline;
