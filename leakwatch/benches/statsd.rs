@@ -199,17 +199,22 @@ enum Source {
     CallersSnapshot,
 }
 
+/// The exporter part 3 measures: every series of `reg` to `sink`.
+fn cpu_exporter(sink: &Sink, reg: &Registry) -> StatsdExporter {
+    StatsdExporter::builder(&sink.addr)
+        .prefix("bench")
+        .instance("cpu")
+        .registry(reg)
+        .build()
+        .unwrap()
+}
+
 fn cpu_cost(every: usize, label: &str, source: Source, quick: bool) {
     let reg = Registry::new();
     let mut tokens: Vec<Vec<Token>> = (0..10_000).map(|_| Vec::new()).collect();
     churn(&mut tokens, &reg, 1, 0);
     let sink = Sink::start();
-    let exp = StatsdExporter::builder(&sink.addr)
-        .prefix("bench")
-        .instance("cpu")
-        .registry(&reg)
-        .build()
-        .unwrap();
+    let exp = cpu_exporter(&sink, &reg);
     exp.export(&reg.snapshot()); // first export creates every name
     exp.flush(Duration::from_secs(5));
     // The floor under the sender thread: the datagrams of one tick, sent again by a bare
@@ -304,12 +309,7 @@ fn cpu_cost_on_watchdog(every: usize, label: &str, quick: bool) {
     churn(&mut tokens, &reg, 1, 0);
     let sink = Sink::start();
     let before = thread_ids();
-    let exp = StatsdExporter::builder(&sink.addr)
-        .prefix("bench")
-        .instance("cpu")
-        .registry(&reg)
-        .build()
-        .unwrap();
+    let exp = cpu_exporter(&sink, &reg);
     let sender_tid = *thread_ids()
         .difference(&before)
         .next()

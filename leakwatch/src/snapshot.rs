@@ -342,6 +342,13 @@ struct GroupIds {
     cap: u32,
 }
 
+impl GroupIds {
+    /// Where the slots in use are in [`MetricNames::slots`].
+    fn range(&self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+}
+
 /// One metric of a group as last seen (8 bytes): its id and kind, and its varying name part
 /// if that was a fixed one ([`MetricName::fixed`]).
 #[derive(Debug, Clone, Copy)]
@@ -571,8 +578,7 @@ impl MetricNames {
 
     /// The slots of group `g` in use.
     fn group_slots(&self, g: usize) -> &[Slot] {
-        let grp = &self.groups[g];
-        &self.slots[grp.start as usize..(grp.start + grp.len) as usize]
+        &self.slots[self.groups[g].range()]
     }
 
     /// Makes `slot` the group's `pos`-th (at most one past its last) and its last: a
@@ -589,8 +595,7 @@ impl MetricNames {
             } else {
                 // Moved to the end; its old place is dead until the next compaction.
                 let start = self.slots.len();
-                self.slots
-                    .extend_from_within(grp.start as usize..(grp.start + grp.len) as usize);
+                self.slots.extend_from_within(grp.range());
                 self.slots.push(slot);
                 self.dead_slots += grp.cap as usize;
                 grp.start = start as u32;
@@ -607,8 +612,7 @@ impl MetricNames {
         let mut slots = Vec::with_capacity(self.slots.len() - self.dead_slots);
         for grp in &mut self.groups {
             let start = slots.len() as u32;
-            slots
-                .extend_from_slice(&self.slots[grp.start as usize..(grp.start + grp.len) as usize]);
+            slots.extend_from_slice(&self.slots[grp.range()]);
             grp.start = start;
             grp.cap = grp.len;
         }

@@ -390,42 +390,22 @@ fn make_key(keys: &mut String, name: &str) -> Option<(u32, u32)> {
     Some((start, key.len() as u32))
 }
 
-/// Re-indexes `entries` by the ids of `table` when they followed another table's (the
-/// exporter switched between its own interning and a watchdog's), carrying each metric's
-/// last sent value over by its key: no counter delta is sent twice or lost by the switch.
+/// Starts `entries` afresh for the ids of `table` when they followed another table's (the
+/// exporter switched between its own interning and a watchdog's), and returns what was last
+/// sent under each key: a key made anew takes its value over, so no counter delta is sent
+/// twice or lost by the switch.
 fn follow(
     table: &MetricNames,
     source: &mut Option<TableId>,
     entries: &mut Vec<Entry>,
     keys: &mut String,
-) {
+) -> HashMap<String, u64> {
     *source = Some(table.table());
     let had = std::mem::take(entries);
     let had_keys = std::mem::take(keys);
-    let sent: HashMap<&str, u64> = had
-        .iter()
-        .filter_map(|e| Some((e.key(&had_keys), e.last()?)))
-        .collect();
-    if sent.is_empty() {
-        return;
-    }
-    for &(id, ..) in table.interned() {
-        let i = id as usize;
-        if i >= entries.len() {
-            entries.resize(i + 1, Entry::default());
-        }
-        if entries[i].has_key() {
-            continue;
-        }
-        if let Some((start, len)) = make_key(keys, table.name(id)) {
-            let entry = &mut entries[i];
-            entry.key_start = start;
-            entry.key_len = len;
-            if let Some(&last) = sent.get(entry.key(keys)) {
-                entry.set_last(last);
-            }
-        }
-    }
+    had.iter()
+        .filter_map(|e| Some((e.key(&had_keys).to_owned(), e.last()?)))
+        .collect()
 }
 
 #[derive(Default)]
@@ -645,9 +625,11 @@ impl StatsdExporter {
                 names
             }
         };
-        if *source != Some(table.table()) {
-            follow(table, source, entries, keys);
-        }
+        let carried = if *source != Some(table.table()) {
+            follow(table, source, entries, keys)
+        } else {
+            HashMap::new()
+        };
         for &(id, kind, value) in table.interned() {
             let i = id as usize;
             if i >= entries.len() {
@@ -664,6 +646,9 @@ impl StatsdExporter {
                 };
                 entry.key_start = start;
                 entry.key_len = len;
+                if let Some(&last) = carried.get(entry.key(keys)) {
+                    entry.set_last(last);
+                }
             }
             let (line_value, suffix) = match kind {
                 MetricKind::Gauge => {

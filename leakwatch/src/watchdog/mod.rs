@@ -595,8 +595,10 @@ impl Sampler {
         // happened since the last tick would never reach them. Only the consumers see it;
         // detectors and the recording keep their regular grid of samples.
         let mut snapshot = self.registry.snapshot_counts();
-        self.names.intern(&snapshot);
-        self.feed_consumers(&mut snapshot);
+        if !self.consumers.is_empty() {
+            self.names.intern(&snapshot);
+            self.feed_consumers(&mut snapshot);
+        }
         if let Some(r) = &mut self.recording {
             let _ = r.flush();
         }
